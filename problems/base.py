@@ -1,0 +1,36 @@
+"""The problem protocol: everything evoquant needs to know about a model and its data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+Batch = Any
+"""Whatever the problem's ``run`` accepts: a tensor, a tuple (inputs, labels), a dict."""
+
+Outputs = Tensor
+"""What ``run`` returns for one batch: a tensor whose first dimension is the sample."""
+
+
+@dataclass
+class Problem:
+    """A model, its data and how to run it.
+
+    ``build_model`` returns the FP32 model in eval mode; it is called once per process
+    (the driver, each worker). ``run(model, batch)`` is the only way evoquant calls the
+    model, so detectors and multi-input models need nothing special. ``task_metric``,
+    when given, scores the outputs of the fitness batches against the problem's own
+    labels (e.g. top-1) and returns named floats; evoquant reports it next to the error.
+    """
+
+    name: str
+    build_model: Callable[[], nn.Module]
+    calibration_batches: Sequence[Batch]
+    fitness_batches: Sequence[Batch]
+    run: Callable[[nn.Module, Batch], Outputs]
+    task_metric: Callable[[Sequence[Outputs], Sequence[Batch]], dict[str, float]] | None = None
+    layer_include: Sequence[str] = field(default_factory=tuple)
+    layer_exclude: Sequence[str] = field(default_factory=tuple)
