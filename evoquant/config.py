@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evoquant.errors import UserError
 from evoquant.quant.fakequant import BIT_WIDTHS
@@ -56,7 +63,9 @@ class QuantConfig(Section):
     def _check_bits(cls, configs: list[tuple[int, int]]) -> list[tuple[int, int]]:
         for w, a in configs:
             if w not in BIT_WIDTHS or a not in BIT_WIDTHS:
-                raise ValueError(f"bit config W{w}A{a}: bit-widths must be in {BIT_WIDTHS}")
+                raise ValueError(
+                    f"bit config W{w}A{a}: bit-widths must be in {BIT_WIDTHS}"
+                )
         return configs
 
 
@@ -134,5 +143,7 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+        raise UserError(
+            f"{path}: not valid YAML ({error.__class__.__name__})"
+        ) from None
     return parse_config(data, str(path))

@@ -78,8 +78,12 @@ def compute_qparams(
         qmin, qmax = integer_range(bits, symmetric=True)
         amax = torch.maximum(min_val.abs(), max_val.abs())
         scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-        return QParams(alpha * scale, torch.zeros_like(scale), qmin, qmax, axis, fp16=bits == 16)
-    raise ValueError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
+        return QParams(
+            alpha * scale, torch.zeros_like(scale), qmin, qmax, axis, fp16=bits == 16
+        )
+    raise ValueError(
+        f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}"
+    )
 
 
 def _broadcast(values: Tensor, axis: int | None, ndim: int) -> Tensor:
@@ -99,5 +103,9 @@ def fake_quantize(x: Tensor, qp: QParams) -> Tensor:
     # clamp(round(x/S) + Z, qmin, qmax) - Z == clamp(round(x/S), qmin - Z, qmax - Z) exactly,
     # because Z is an integer: one clamp with shifted bounds saves two passes over x.
     q = torch.div(x, scale).round_()
-    q = torch.clamp(q, qp.qmin - zero_point, qp.qmax - zero_point) if zero_point.any() else q.clamp_(qp.qmin, qp.qmax)
+    q = (
+        torch.clamp(q, qp.qmin - zero_point, qp.qmax - zero_point)
+        if zero_point.any()
+        else q.clamp_(qp.qmin, qp.qmax)
+    )
     return q.mul_(scale)

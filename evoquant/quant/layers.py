@@ -62,7 +62,9 @@ def find_layers(
         kind = layer_kind(module)
         if kind is not None:
             weight = getattr(module, "weight", None)
-            candidates.append(Layer(name, kind, 0 if weight is None else weight.numel()))
+            candidates.append(
+                Layer(name, kind, 0 if weight is None else weight.numel())
+            )
     names = [layer.name for layer in candidates]
     for pattern in [*include, *exclude]:
         if not any(fnmatchcase(name, pattern) for name in names):
@@ -75,10 +77,12 @@ def find_layers(
     ]
 
 
-def layer_forward(module: nn.Module, inputs: Sequence[Tensor], weight: Tensor | None) -> Tensor:
+def layer_forward(
+    module: nn.Module, inputs: Sequence[Tensor], weight: Tensor | None
+) -> Tensor:
     """The layer's own computation with a substitute weight (used by the alpha search)."""
     if isinstance(module, nn.Conv2d):
         return module._conv_forward(inputs[0], weight, module.bias)
     if isinstance(module, nn.Linear):
         return F.linear(inputs[0], weight, module.bias)
-    return module(*inputs)
+    return module.forward(*inputs)  # not module(): that would re-enter our hooks

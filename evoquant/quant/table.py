@@ -1,0 +1,276 @@
+"""QuantTable: stages 1 + 2 computed once for every (layer, bit config), then only selected.
+
+Saved in the run dir as ``quant_table.safetensors`` (tensors) plus
+``quant_table.json`` (everything else), no pickle. ``key`` hashes the model
+weights, the calibration data and the quantization settings, so a table built
+for another model or other settings is detected as stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from evoquant.config import QuantConfig
+from evoquant.errors import UserError
+from evoquant.quant.alpha import BitConfig, search_alphas
+from evoquant.quant.calibrate import calibrate_ranges
+from evoquant.quant.fakequant import QParams, fake_quantize
+from evoquant.quant.layers import Layer
+from evoquant.quant.qparams import input_qparams, weight_qparams
+
+TENSORS_FILE = "quant_table.safetensors"
+META_FILE = "quant_table.json"
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One layer at one bit config: its fake-quantized weight and its quantizers."""
+
+    weight: Tensor | None
+    weight_qparams: QParams | None
+    input_qparams: tuple[QParams, ...]
+    alpha_w: float
+    alpha_a: float
+
+
+@dataclass
+class QuantTable:
+    key: str
+    scheme: str
+    layers: list[str]
+    bit_configs: list[BitConfig]
+    entries: dict[tuple[str, int, int], LayerEntry]
+    alpha_histograms: dict[str, list[int]] = field(default_factory=dict)
+
+    def entry(self, layer: str, config: BitConfig) -> LayerEntry:
+        return self.entries[(layer, *config)]
+
+    def save(self, directory: str | Path) -> None:
+        """Write both files atomically (temp file + rename), tensors first."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, Tensor] = {}
+        entries_meta = []
+        for (layer, w, a), entry in self.entries.items():
+            prefix = f"{layer}/W{w}A{a}"
+            if entry.weight is not None:
+                tensors[f"{prefix}/weight"] = entry.weight
+            quantizers = {"weight": entry.weight_qparams} | {
+                f"input{i}": qp for i, qp in enumerate(entry.input_qparams)
+            }
+            for role, qp in quantizers.items():
+                if qp is not None:
+                    tensors[f"{prefix}/{role}_scale"] = qp.scale
+                    tensors[f"{prefix}/{role}_zero_point"] = qp.zero_point
+            entries_meta.append(
+                {
+                    "layer": layer,
+                    "config": [w, a],
+                    "alpha_w": entry.alpha_w,
+                    "alpha_a": entry.alpha_a,
+                    "quantizers": {
+                        role: _qparams_meta(qp)
+                        for role, qp in quantizers.items()
+                        if qp is not None
+                    },
+                }
+            )
+        meta = {
+            "key": self.key,
+            "scheme": self.scheme,
+            "layers": self.layers,
+            "bit_configs": [list(c) for c in self.bit_configs],
+            "entries": entries_meta,
+            "alpha_histograms": self.alpha_histograms,
+        }
+        _atomic_write(
+            directory / TENSORS_FILE, lambda p: save_file(_contiguous(tensors), p)
+        )
+        _atomic_write(
+            directory / META_FILE,
+            lambda p: Path(p).write_text(json.dumps(meta, indent=1)),
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> QuantTable:
+        directory = Path(directory)
+        try:
+            return cls._from_files(directory)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UserError(
+                f"cannot read quantization table in {directory}: {error!r}"
+            ) from None
+
+    @classmethod
+    def _from_files(cls, directory: Path) -> QuantTable:
+        meta = json.loads((directory / META_FILE).read_text())
+        tensors = load_file(directory / TENSORS_FILE)
+        entries = {}
+        for item in meta["entries"]:
+            w, a = item["config"]
+            prefix = f"{item['layer']}/W{w}A{a}"
+            quantizers = {
+                role: _qparams_from(tensors, f"{prefix}/{role}", qmeta)
+                for role, qmeta in item["quantizers"].items()
+            }
+            inputs = tuple(
+                quantizers[r] for r in sorted(quantizers) if r.startswith("input")
+            )
+            entries[(item["layer"], w, a)] = LayerEntry(
+                tensors.get(f"{prefix}/weight"),
+                quantizers.get("weight"),
+                inputs,
+                item["alpha_w"],
+                item["alpha_a"],
+            )
+        return cls(
+            meta["key"],
+            meta["scheme"],
+            meta["layers"],
+            [tuple(c) for c in meta["bit_configs"]],
+            entries,
+            meta["alpha_histograms"],
+        )
+
+
+def _qparams_meta(qp: QParams) -> dict:
+    return {"qmin": qp.qmin, "qmax": qp.qmax, "axis": qp.axis, "fp16": qp.fp16}
+
+
+def _qparams_from(tensors: dict[str, Tensor], prefix: str, meta: dict) -> QParams:
+    return QParams(
+        tensors[f"{prefix}_scale"],
+        tensors[f"{prefix}_zero_point"],
+        meta["qmin"],
+        meta["qmax"],
+        meta["axis"],
+        meta["fp16"],
+    )
+
+
+def _contiguous(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    write(str(temporary))
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def table_key(
+    model: nn.Module, layers: Sequence[Layer], batches: Sequence, quant: QuantConfig
+) -> str:
+    """Hash of what the table depends on: weights, calibration data, settings, layer list."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for tensor in _tensors_in(batches):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    settings = {
+        "quant": quant.model_dump(mode="json"),
+        "layers": [layer.name for layer in layers],
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _tensors_in(value) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for key in sorted(value) for t in _tensors_in(value[key])]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors_in(item)]
+    return []
+
+
+def build_quant_table(
+    model: nn.Module,
+    layers: Sequence[Layer],
+    run: Callable,
+    batches: Sequence,
+    quant: QuantConfig,
+) -> QuantTable:
+    """Stage 1 then stage 2, then the fake-quantized weights of every (layer, config)."""
+    model.eval()
+    ranges = calibrate_ranges(model, layers, run, batches)
+    alphas = search_alphas(
+        model,
+        layers,
+        ranges,
+        run,
+        batches,
+        quant.bit_configs,
+        quant.scheme,
+        quant.alpha.grid(),
+    )
+    modules = dict(model.named_modules())
+    entries = {}
+    for layer in layers:
+        module = modules[layer.name]
+        for config in quant.bit_configs:
+            w_bits, a_bits = config
+            alpha_w = alphas.alpha_w(layer.name, w_bits)
+            alpha_a = alphas.alpha_a(layer.name, config)
+            weight = weight_q = None
+            if layer.num_weights:
+                weight_q = weight_qparams(module.weight, w_bits, quant.scheme, alpha_w)
+                with torch.no_grad():
+                    weight = fake_quantize(module.weight.detach(), weight_q)
+            inputs = tuple(
+                input_qparams(observed, a_bits, quant.scheme, alpha_a)
+                for observed in ranges[layer.name]
+            )
+            entries[(layer.name, *config)] = LayerEntry(
+                weight, weight_q, inputs, alpha_w, alpha_a
+            )
+    histograms = {
+        f"{layer}/W{w}": counts.tolist()
+        for (layer, w), counts in alphas.weight_counts.items()
+    } | {
+        f"{layer}/W{w}A{a}/input": c.tolist()
+        for (layer, w, a), c in alphas.input_counts.items()
+    }
+    return QuantTable(
+        table_key(model, layers, batches, quant),
+        quant.scheme,
+        [layer.name for layer in layers],
+        list(quant.bit_configs),
+        entries,
+        histograms,
+    )
+
+
+def load_or_build(
+    directory: str | Path,
+    model: nn.Module,
+    layers: Sequence[Layer],
+    run: Callable,
+    batches: Sequence,
+    quant: QuantConfig,
+) -> tuple[QuantTable, bool]:
+    """The table saved in ``directory`` if it is still valid, else a new one (saved there).
+
+    Returns the table and whether it was rebuilt.
+    """
+    directory = Path(directory)
+    if (directory / META_FILE).exists():
+        table = QuantTable.load(directory)
+        if table.key == table_key(model, layers, batches, quant):
+            return table, False
+    table = build_quant_table(model, layers, run, batches, quant)
+    table.save(directory)
+    return table, True

@@ -1,0 +1,151 @@
+"""The Pareto front of evaluated genomes, its knee, and its files in the run dir.
+
+A *point* is a plain dict: ``bits`` (per-layer weight bits, genome order)
+plus metric floats (``f_bits``, ``relative_cost``, ``error``, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from evoquant.report.atomic import write_text_atomic
+
+Point = Mapping[str, Any]
+OBJECTIVES = ("f_bits", "error")
+
+
+def objective_matrix(points: Sequence[Point], objectives: Sequence[str]) -> np.ndarray:
+    """Objective values as an ``(n, k)`` float array, the form pymoo works on."""
+    missing = {o for p in points for o in objectives if o not in p}
+    if missing:
+        raise ValueError(f"points lack objective(s) {sorted(missing)}")
+    return np.array(
+        [[float(p[o]) for o in objectives] for p in points], dtype=float
+    ).reshape(len(points), len(objectives))
+
+
+def pareto_front(
+    points: Sequence[Point], objectives: Sequence[str] = OBJECTIVES
+) -> list[dict[str, object]]:
+    """Non-dominated points, one per objective vector, sorted by cost (first objective).
+
+    Points with identical objective values are the same trade-off (usually the
+    same genome met twice), so only the first one seen is kept.
+    """
+    if not points:
+        return []
+    F_all = objective_matrix(points, objectives)
+    first: dict[tuple[float, ...], int] = {}
+    for i, row in enumerate(F_all):
+        first.setdefault(tuple(row), i)
+    keep = np.array(list(first.values()))
+    F = F_all[keep]
+    idx = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    idx = sorted(idx, key=lambda i: tuple(F[i]))
+    return [dict(points[keep[i]]) for i in idx]
+
+
+def knee_point(front: Sequence[Point], objectives: Sequence[str] = OBJECTIVES) -> Point:
+    """The front's best-balanced trade-off, where giving up cost buys the most error.
+
+    Both objectives are min-max normalised over the front; the knee is the
+    interior point farthest from the straight line joining the two extreme
+    points (cheapest and most expensive). Distance is signed, positive on the
+    side of the ideal point, so a bulge of a concave stretch is never chosen
+    (on a wholly concave front the point closest to the line wins). The
+    extremes themselves are never the knee once there are 3 points; with 1-2
+    points there is no interior: the lowest-error point is returned. Ties go
+    to the cheaper point.
+    """
+    if len(objectives) != 2:
+        raise ValueError(
+            f"knee_point needs exactly 2 objectives, got {len(objectives)}"
+        )
+    if not front:
+        raise ValueError("knee_point of an empty front")
+    F = objective_matrix(front, objectives)
+    if len(front) <= 2:
+        return front[int(np.argmin(F[:, 1]))]
+    span = F.max(axis=0) - F.min(axis=0)
+    N = (F - F.min(axis=0)) / np.where(span > 0, span, 1.0)
+    ends = [int(np.argmin(N[:, 0])), int(np.argmax(N[:, 0]))]
+    a, b = N[ends[0]], N[ends[1]]
+    direction = (b - a) / max(float(np.linalg.norm(b - a)), np.finfo(float).eps)
+    rel = N - a
+    # 2-D cross product: positive below the line (towards the ideal point (0, 0)).
+    signed = rel[:, 0] * direction[1] - rel[:, 1] * direction[0]
+    signed[ends] = -np.inf
+    order = np.lexsort((F[:, 0], -signed))
+    return front[int(order[0])]
+
+
+def metric_names(points: Sequence[Point]) -> list[str]:
+    """Every metric key of the points (all but ``bits``) in order of first appearance."""
+    names: dict[str, None] = {}
+    for p in points:
+        names.update((k, None) for k in p if k != "bits")
+    return list(names)
+
+
+def uniform_label(point: Point) -> str:
+    """``W<b>`` for a genome whose layers all carry ``b`` weight bits."""
+    levels = set(point["bits"])
+    if len(levels) != 1:
+        raise ValueError(f"not a uniform configuration: bits {sorted(levels)}")
+    return f"W{levels.pop()}"
+
+
+def _check_bits(points: Sequence[Point], layer_names: Sequence[str]) -> None:
+    for i, p in enumerate(points):
+        if len(p["bits"]) != len(layer_names):
+            raise ValueError(
+                f"point {i} has {len(p['bits'])} genes but there are {len(layer_names)} layers"
+            )
+
+
+def _plain(value: object) -> object:
+    """numpy scalars that slipped in become the Python numbers json can write."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def write_front(
+    run_dir: str | os.PathLike[str], front: Sequence[Point], layer_names: Sequence[str]
+) -> tuple[Path, Path]:
+    """Write ``front.csv`` (metrics, then one bits column per layer) and ``front.json``.
+
+    ``front.json`` is a list of ``{metric: value, ..., "bits": {layer: bits}}``,
+    keyed by layer name so it stays readable without the search space.
+    """
+    run_dir = Path(run_dir)
+    _check_bits(front, layer_names)
+    metrics = metric_names(front)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*metrics, *layer_names])
+    for p in front:
+        writer.writerow(
+            [*(_plain(p.get(m, "")) for m in metrics), *(int(b) for b in p["bits"])]
+        )
+    csv_path = write_text_atomic(run_dir / "front.csv", buf.getvalue())
+
+    records = [
+        {
+            **{m: _plain(p[m]) for m in metrics if m in p},
+            "bits": {name: int(b) for name, b in zip(layer_names, p["bits"])},
+        }
+        for p in front
+    ]
+    json_path = write_text_atomic(
+        run_dir / "front.json", json.dumps(records, indent=2) + "\n"
+    )
+    return csv_path, json_path

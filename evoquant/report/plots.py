@@ -1,0 +1,107 @@
+"""Per-generation front plots and the hypervolume curve, as PNG files in the run dir.
+
+Figures are built with `matplotlib.figure.Figure` on an Agg canvas, never
+through pyplot, so plotting touches no global state and works headless and
+in worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from evoquant.report.atomic import write_bytes_atomic
+from evoquant.report.front import Point, uniform_label
+
+X, Y = "relative_cost", "error"
+LOG_DECADES = 2.0
+
+
+def _use_log_y(errors: Sequence[float]) -> bool:
+    """Log scale when all errors are positive and span more than ``LOG_DECADES`` decades.
+
+    Errors from W2 to W16 easily span several decades; on a linear axis every
+    point but W2 then sits on the x axis.
+    """
+    if not errors or min(errors) <= 0:
+        return False
+    return max(errors) / min(errors) > 10**LOG_DECADES
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buf)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def plot_generation(
+    path: str | os.PathLike[str],
+    gen: int,
+    population_points: Sequence[Point],
+    front_points: Sequence[Point],
+    uniform_points: Sequence[Point],
+) -> Path:
+    """Scatter one generation in (relative cost, error) with its front and the uniform baselines."""
+    fig = Figure(figsize=(7, 5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(
+        [p[X] for p in population_points],
+        [p[Y] for p in population_points],
+        s=14,
+        color="tab:gray",
+        alpha=0.6,
+        label="population",
+    )
+    front = sorted(front_points, key=lambda p: (p[X], p[Y]))
+    ax.step(
+        [p[X] for p in front],
+        [p[Y] for p in front],
+        where="post",
+        color="tab:red",
+        marker="o",
+        markersize=5,
+        label="Pareto front",
+    )
+    if uniform_points:
+        ax.scatter(
+            [p[X] for p in uniform_points],
+            [p[Y] for p in uniform_points],
+            marker="s",
+            s=40,
+            color="tab:blue",
+            zorder=3,
+            label="uniform",
+        )
+    for p in uniform_points:
+        ax.annotate(
+            uniform_label(p), (p[X], p[Y]), xytext=(5, 5), textcoords="offset points"
+        )
+    errors = [float(p[Y]) for p in [*population_points, *front_points, *uniform_points]]
+    if _use_log_y(errors):
+        ax.set_yscale("log")
+    ax.set_xlabel("relative weight bit cost (vs FP32)")
+    ax.set_ylabel("error")
+    ax.set_title(f"generation {gen}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def plot_hypervolume(
+    path: str | os.PathLike[str], hv_by_generation: Mapping[int, float]
+) -> Path:
+    """Hypervolume against generation: flat means the search has converged."""
+    gens = sorted(hv_by_generation)
+    fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(gens, [hv_by_generation[g] for g in gens], marker="o", markersize=3)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("hypervolume (relative cost, error)")
+    ax.set_title("hypervolume by generation")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)

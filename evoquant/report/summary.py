@@ -1,0 +1,130 @@
+"""``summary.md``: the human-readable verdict of a run, front, knee and uniform baselines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
+from pathlib import Path
+
+from evoquant.report.atomic import write_text_atomic
+from evoquant.report.front import Point, metric_names, uniform_label
+
+COST, ERROR, AVG_BITS = "relative_cost", "error", "avg_weight_bits"
+MAIN_COLUMNS = {COST: "relative cost", AVG_BITS: "avg weight bits", ERROR: "error"}
+
+
+def _fmt(value: object) -> str:
+    is_real = isinstance(value, Real) and not isinstance(value, Integral)
+    text = f"{value:.4g}" if is_real else str(value)
+    return text.replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def compact_bits(bits: Sequence[int]) -> str:
+    """A genome on one line, e.g. ``8-4-4-2``."""
+    return "-".join(str(int(b)) for b in bits)
+
+
+def _dominates(a: Point, b: Point) -> bool:
+    worse_nowhere = a[COST] <= b[COST] and a[ERROR] <= b[ERROR]
+    return worse_nowhere and (a[COST] < b[COST] or a[ERROR] < b[ERROR])
+
+
+def _standing(front: Sequence[Point], point: Point) -> str:
+    """Where a uniform configuration stands against the front (SPEC §4 acceptance)."""
+    if any(_dominates(q, point) for q in front):
+        return "dominated"
+    if any(q[COST] == point[COST] and q[ERROR] == point[ERROR] for q in front):
+        return "on the front"
+    return "not dominated"
+
+
+def _nearest(front: Sequence[Point], point: Point) -> int:
+    """Front index closest in relative cost (the same memory budget); ties to lower error."""
+    return min(
+        range(len(front)),
+        key=lambda i: (abs(front[i][COST] - point[COST]), front[i][ERROR]),
+    )
+
+
+def _front_section(front: Sequence[Point], knee_index: int) -> list[str]:
+    extra = [m for m in metric_names(front) if m not in MAIN_COLUMNS]
+    header = ["#", *MAIN_COLUMNS.values(), *extra]
+    rows = [
+        [
+            f"{i} (knee)" if i == knee_index else str(i),
+            *(p.get(m, "") for m in [*MAIN_COLUMNS, *extra]),
+        ]
+        for i, p in enumerate(front)
+    ]
+    return [f"## Pareto front ({len(front)} points)", "", *_table(header, rows)]
+
+
+def _uniform_section(
+    front: Sequence[Point], uniform_points: Sequence[Point]
+) -> list[str]:
+    lines = ["## Uniform configurations vs the front", ""]
+    if not uniform_points:
+        return [*lines, "No uniform configuration was evaluated."]
+    rows = []
+    for u in sorted(uniform_points, key=lambda p: p[COST]):
+        i = _nearest(front, u)
+        row = [uniform_label(u), u[COST], u[ERROR], i, front[i][COST], front[i][ERROR]]
+        rows.append([*row, _standing(front, u)])
+    header = [
+        "config",
+        "relative cost",
+        "error",
+        "nearest front #",
+        "front relative cost",
+        "front error",
+        "vs front",
+    ]
+    note = "The nearest front point is the one with the closest relative cost."
+    return [*lines, note, "", *_table(header, rows)]
+
+
+def write_summary(
+    run_dir: str | os.PathLike[str],
+    front: Sequence[Point],
+    knee: Point,
+    uniform_points: Sequence[Point],
+    layer_names: Sequence[str],
+    info: Mapping[str, object],
+) -> Path:
+    """Write ``summary.md``; ``info`` (problem, generations, evaluations, hypervolume, ...) heads it."""
+    if knee not in front:
+        raise ValueError("the knee point is not a point of the front")
+    if len(knee["bits"]) != len(layer_names):
+        raise ValueError(
+            f"knee has {len(knee['bits'])} genes but there are {len(layer_names)} layers"
+        )
+    k = list(front).index(knee)
+    lines = ["# evoquant run summary", ""]
+    lines += [f"- **{key}**: {_fmt(value)}" for key, value in info.items()]
+    lines += ["", *_front_section(front, k), ""]
+    lines += [
+        "## Knee point",
+        "",
+        f"Front point #{k}: relative cost {_fmt(knee[COST])}, error {_fmt(knee[ERROR])}.",
+        "",
+        f"Bits: `{compact_bits(knee['bits'])}`",
+        "",
+    ]
+    lines += [*_uniform_section(front, uniform_points), ""]
+    layer_rows = [
+        [i, name, int(b)] for i, (name, b) in enumerate(zip(layer_names, knee["bits"]))
+    ]
+    lines += [
+        "## Knee genome per layer",
+        "",
+        *_table(["#", "layer", "bits"], layer_rows),
+        "",
+    ]
+    return write_text_atomic(Path(run_dir) / "summary.md", "\n".join(lines))

@@ -1,0 +1,96 @@
+import copy
+
+import pytest
+import torch
+
+from evoquant.config import AlphaConfig, QuantConfig
+from evoquant.errors import UserError
+from evoquant.quant.layers import find_layers
+from evoquant.quant.model import QuantizedModel
+from evoquant.quant.table import build_quant_table
+
+FAST = QuantConfig(alpha=AlphaConfig(start=0.9, stop=1.1, step=0.1))
+
+
+@pytest.fixture
+def table(tiny_model, tiny_batches, tiny_run):
+    return build_quant_table(
+        tiny_model, find_layers(tiny_model), tiny_run, tiny_batches, FAST
+    )
+
+
+def test_switching_genomes_equals_a_freshly_quantized_model(
+    tiny_model, tiny_batches, table
+):
+    pristine = copy.deepcopy(tiny_model)
+    shared = QuantizedModel(tiny_model, table)
+    first, second = [2, 8, 4, 16, 8], [8, 2, 16, 4, 2]
+    batch = tiny_batches[0]
+    with torch.no_grad():
+        for genome in (first, second, first):
+            shared.apply(genome)
+            switched = shared(batch)
+            fresh = QuantizedModel(copy.deepcopy(pristine), table)
+            fresh.apply(genome)
+            assert torch.equal(switched, fresh(batch))
+
+
+def test_apply_none_restores_the_exact_fp32_model(tiny_model, tiny_batches, table):
+    batch = tiny_batches[0]
+    with torch.no_grad():
+        reference = tiny_model(batch)
+        weights = {name: p for name, p in tiny_model.named_parameters()}
+        quantized = QuantizedModel(tiny_model, table)
+        quantized.apply([2] * 5)
+        assert not torch.equal(quantized(batch), reference)
+        quantized.apply(None)
+        assert torch.equal(quantized(batch), reference)
+        assert all(p is weights[name] for name, p in tiny_model.named_parameters())
+
+
+def test_per_layer_fp32_marker_and_explicit_configs(tiny_model, tiny_batches, table):
+    quantized = QuantizedModel(tiny_model, table)
+    quantized.apply([None, (8, 8), 4, None, 16])
+    stem0 = dict(tiny_model.named_modules())["stem.0"]
+    assert stem0.weight is quantized._layers[0].fp32_weight
+    assert (
+        tiny_model.stem[2].weight.data_ptr()
+        == quantized._layers[1].configs[(8, 8)][0].data_ptr()
+    )
+
+
+def test_apply_selects_precomputed_weights_without_quantizing(
+    tiny_model, table, monkeypatch
+):
+    quantized = QuantizedModel(tiny_model, table)
+    import evoquant.quant.model as model_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("apply() recomputed a quantization")
+
+    monkeypatch.setattr(model_module, "fake_quantize", forbidden)
+    quantized.apply([2, 4, 8, 16, 2])
+    assert torch.equal(tiny_model.stem[0].weight, table.entry("stem.0", (2, 8)).weight)
+
+
+def test_sixteen_bits_is_close_to_fp32(tiny_model, tiny_batches, table):
+    with torch.no_grad():
+        reference = tiny_model(tiny_batches[0])
+        quantized = QuantizedModel(tiny_model, table)
+        quantized.apply([16] * 5)
+        torch.testing.assert_close(
+            quantized(tiny_batches[0]), reference, atol=1e-3, rtol=1e-3
+        )
+
+
+@pytest.mark.parametrize(
+    ("genome", "message"),
+    [
+        ([8, 8, 8], "3 genes but the model has 5"),
+        ([8, 8, 3, 8, 8], "attn.q: gene 3"),
+        ([8, 8, 8, 8, (4, 4)], "gene"),
+    ],
+)
+def test_bad_genomes_are_user_errors(tiny_model, table, genome, message):
+    with pytest.raises(UserError, match=message):
+        QuantizedModel(tiny_model, table).apply(genome)

@@ -1,0 +1,110 @@
+import csv
+import json
+
+import pytest
+
+from evoquant.report.front import knee_point, pareto_front, uniform_label, write_front
+
+OBJ = ("relative_cost", "error")
+
+
+def test_front_excludes_dominated_and_duplicates(
+    make_point, uniform_points, mixed_points
+):
+    points = [*uniform_points, *mixed_points, dict(mixed_points[1])]
+    twin = make_point([4, 2, 4, 4], 0.04)  # other genome, same objectives as [4,4,4,2]
+    front = pareto_front([*points, twin], OBJ)
+    assert [p["bits"] for p in front] == [
+        [2, 2, 2, 2],
+        [2, 2, 4, 4],
+        [4, 4, 4, 2],
+        [8, 4, 4, 4],
+        [8, 8, 8, 4],
+        [16, 16, 16, 16],
+    ]
+
+
+def test_front_default_objectives_sorted_by_cost(make_point):
+    points = [
+        make_point([8] * 4, 0.1),
+        make_point([2] * 4, 0.9),
+        make_point([4] * 4, 0.95),
+    ]
+    front = pareto_front(points)
+    assert [p["f_bits"] for p in front] == [800.0, 3200.0]
+
+
+def test_front_edge_cases(make_point):
+    assert pareto_front([]) == []
+    with pytest.raises(ValueError, match="top5"):
+        pareto_front([make_point([2] * 4, 0.1)], ("f_bits", "top5"))
+
+
+def test_knee_on_convex_front(make_point):
+    # Normalised (cost, error): (0,1) (.1,.5) (.2,.2) (.5,.1) (1,0); 1-x-y is largest at (.2,.2).
+    shape = [(0.0, 1.0), (0.1, 0.5), (0.2, 0.2), (0.5, 0.1), (1.0, 0.0)]
+    front = [
+        {"bits": [i], "f_bits": 1e4 * (1 + x), "error": 0.5 * y}
+        for i, (x, y) in enumerate(shape)
+    ]
+    assert knee_point(front)["bits"] == [2]
+
+
+def test_knee_never_on_concave_side():
+    # Both interior points lie above the extremes' line; the one closest to it wins.
+    shape = [(0.0, 1.0), (0.3, 0.75), (0.8, 0.35), (1.0, 0.0)]
+    front = [{"bits": [i], "f_bits": x, "error": y} for i, (x, y) in enumerate(shape)]
+    assert knee_point(front)["bits"] == [1]
+
+
+def test_knee_of_small_fronts(make_point):
+    a, b = make_point([2] * 4, 0.5), make_point([8] * 4, 0.01)
+    assert knee_point([a]) is a
+    assert knee_point([a, b]) is b
+    with pytest.raises(ValueError):
+        knee_point([])
+    with pytest.raises(ValueError, match="2 objectives"):
+        knee_point([a, b], ("f_bits", "error", "top1"))
+
+
+def test_uniform_label(make_point):
+    assert uniform_label(make_point([16] * 4, 0.0)) == "W16"
+    with pytest.raises(ValueError, match="not a uniform"):
+        uniform_label(make_point([2, 4, 4, 4], 0.1))
+
+
+def test_write_front_round_trip(tmp_path, layer_names, uniform_points, mixed_points):
+    front = pareto_front([*uniform_points, *mixed_points], OBJ)
+    csv_path, json_path = write_front(tmp_path, front, layer_names)
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(front)
+    assert list(rows[0]) == [
+        "f_bits",
+        "relative_cost",
+        "avg_weight_bits",
+        "error",
+        "top1",
+        *layer_names,
+    ]
+    for row, p in zip(rows, front):
+        assert [int(row[name]) for name in layer_names] == p["bits"]
+        assert float(row["error"]) == p["error"]
+        assert float(row["relative_cost"]) == p["relative_cost"]
+
+    records = json.loads(json_path.read_text())
+    for rec, p in zip(records, front, strict=True):
+        assert list(rec["bits"]) == layer_names
+        assert list(rec["bits"].values()) == p["bits"]
+        assert {k: v for k, v in rec.items() if k != "bits"} == {
+            k: v for k, v in p.items() if k != "bits"
+        }
+
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["front.csv", "front.json"]
+
+
+def test_write_front_rejects_wrong_genome_length(tmp_path, layer_names, make_point):
+    with pytest.raises(ValueError, match="3 genes"):
+        write_front(tmp_path, [make_point([2, 4, 8], 0.1)], layer_names)
+    assert list(tmp_path.iterdir()) == []
