@@ -49,7 +49,7 @@ class AlphaConfig(Section):
     def grid(self) -> list[float]:
         if not self.enabled:
             return [1.0]
-        count = int(round((self.stop - self.start) / self.step)) + 1
+        count = round((self.stop - self.start) / self.step) + 1
         return [round(self.start + i * self.step, 10) for i in range(count)]
 
 

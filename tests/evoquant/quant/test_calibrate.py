@@ -6,7 +6,7 @@ import torch
 
 from evoquant.errors import UserError
 from evoquant.quant.calibrate import ChannelRange, calibrate_ranges, main_module_groups
-from evoquant.quant.layers import find_layers, Layer
+from evoquant.quant.layers import Layer, find_layers
 
 
 def run(model, batch):
