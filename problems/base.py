@@ -31,6 +31,8 @@ class Problem:
     calibration_batches: Sequence[Batch]
     fitness_batches: Sequence[Batch]
     run: Callable[[nn.Module, Batch], Outputs]
-    task_metric: Callable[[Sequence[Outputs], Sequence[Batch]], dict[str, float]] | None = None
+    task_metric: (
+        Callable[[Sequence[Outputs], Sequence[Batch]], dict[str, float]] | None
+    ) = None
     layer_include: Sequence[str] = field(default_factory=tuple)
     layer_exclude: Sequence[str] = field(default_factory=tuple)

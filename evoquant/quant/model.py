@@ -102,11 +102,15 @@ class QuantizedModel:
         ]
         self._by_weight_bits = _unique_weight_widths(table.bit_configs)
 
-    def apply(self, genome: Sequence[Gene] | None) -> None:
-        """Select each layer's config; ``None`` (whole genome or one gene) means exact FP32."""
+    def apply(self, genome: Sequence[Gene] | None) -> list[BitConfig | None]:
+        """Select each layer's config; ``None`` (whole genome or one gene) means exact FP32.
+
+        Returns the per-layer configs the genome resolved to.
+        """
         configs = [None] * len(self._layers) if genome is None else self.resolve(genome)
         for layer, config in zip(self._layers, configs):
             layer.select(config)
+        return configs
 
     def resolve(self, genome: Sequence[Gene]) -> list[BitConfig | None]:
         """Validate a genome against the table and turn each gene into a bit config."""

@@ -1,0 +1,96 @@
+"""The ``evoquant`` command line. User mistakes end as one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from evoquant.config import AlphaConfig, RunConfig, load_config
+from evoquant.errors import UserError
+from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.pipeline import prepare
+
+DEFAULT_RUNS = Path("runs")
+
+
+def default_run_dir(config_path: str, name: str | None) -> Path:
+    return DEFAULT_RUNS / (name or Path(config_path).stem)
+
+
+def quantize(args: argparse.Namespace) -> None:
+    """Calibrate (stages 1 + 2) and compare the uniform configurations with FP32."""
+    config = load_config(args.config)
+    if args.no_alpha:
+        config = config.model_copy(
+            update={"quant": config.quant.model_copy(update={"alpha": AlphaConfig(enabled=False)})}
+        )
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, None)
+    prepared = prepare(config, run_dir)
+    fitness = GenomeFitness(prepared.problem, prepared.model, prepared.table, prepared.layers)
+    widths = [args.bits] if args.bits else [w for w, _ in prepared.table.bit_configs]
+    rows = [{"config": "FP32"} | fitness(None)]
+    for config_bits in prepared.table.bit_configs:
+        if config_bits[0] in widths:
+            genome = [config_bits] * len(prepared.layers)
+            rows.append({"config": f"W{config_bits[0]}A{config_bits[1]}"} | fitness(genome))
+    (run_dir / "uniform.json").write_text(json.dumps(rows, indent=1))
+    print_uniform_table(rows, config, run_dir)
+
+
+def print_uniform_table(rows: list[dict], config: RunConfig, run_dir: Path) -> None:
+    alpha = "alpha" if config.quant.alpha.enabled else "min/max (no alpha)"
+    table = Table(title=f"{config.problem.name}: uniform configurations, {config.quant.scheme} scheme, {alpha}")
+    extra = [key for key in rows[0] if key not in {"config", "f_bits", "relative_cost", "f_cos"}
+             and key not in {"error", "compression", "avg_weight_bits", "megabytes"}]
+    for column in ["config", "F_bits", "relative cost", "F_cos", *extra]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            row["config"],
+            f"{row['f_bits']:.4g}",
+            f"{row['relative_cost']:.4f}",
+            f"{row['f_cos']:.3e}",
+            *[f"{row[key]:.4f}" for key in extra],
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"quantization table and uniform.json in {run_dir}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evoquant", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    command = commands.add_parser("quantize", help="calibrate and compare uniform bit-widths")
+    command.add_argument("config")
+    command.add_argument("--bits", type=int, choices=[2, 4, 8, 16], help="only this weight bit-width")
+    command.add_argument("--no-alpha", action="store_true", help='min/max scales only (the "Q" variant)')
+    command.add_argument("--run-dir", help="where the quantization table goes (default runs/CONFIG_NAME)")
+    command.set_defaults(handler=quantize)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        args.handler(args)
+    except UserError as error:
+        print(f"evoquant: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("evoquant: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""One genome -> its metrics, at the cost of one forward pass over the fitness batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from evoquant.quant.layers import Layer
+from evoquant.quant.model import Gene, QuantizedModel
+from evoquant.quant.table import QuantTable
+from fitness.bits import bit_metrics
+from fitness.cosine import f_cos
+from problems.base import Problem
+
+
+class GenomeFitness:
+    """Scores genomes against FP32 reference outputs computed once, at construction.
+
+    Metrics: the bit cost (``f_bits`` and its ratios), ``f_cos``, ``error`` (the
+    run's error objective) and whatever the problem's task metric reports.
+    """
+
+    def __init__(self, problem: Problem, model: nn.Module, table: QuantTable, layers: Sequence[Layer]):
+        self.problem = problem
+        self.layers = list(layers)
+        with torch.no_grad():
+            self.reference = [problem.run(model, batch) for batch in problem.fitness_batches]
+        self.quantized = QuantizedModel(model, table)
+
+    def outputs(self, genome: Sequence[Gene] | None) -> tuple[list, list]:
+        """The model's outputs on the fitness batches under ``genome`` and its resolved configs."""
+        configs = self.quantized.apply(genome)
+        with torch.no_grad():
+            outputs = [self.problem.run(self.quantized.model, batch) for batch in self.problem.fitness_batches]
+        return outputs, configs
+
+    def __call__(self, genome: Sequence[Gene] | None) -> dict[str, float]:
+        outputs, configs = self.outputs(genome)
+        metrics = bit_metrics(self.layers, [None if c is None else c[0] for c in configs])
+        metrics["f_cos"] = f_cos(self.reference, outputs)
+        metrics["error"] = metrics["f_cos"]
+        if self.problem.task_metric is not None:
+            metrics |= self.problem.task_metric(outputs, self.problem.fitness_batches)
+        return metrics

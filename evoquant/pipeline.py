@@ -1,0 +1,41 @@
+"""From a config to what every command needs: problem, model, layers, quantization table."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from evoquant.config import RunConfig
+from evoquant.quant.layers import Layer, find_layers
+from evoquant.quant.table import QuantTable, load_or_build
+from problems.base import Problem
+from problems.registry import build_problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    problem: Problem
+    model: nn.Module
+    layers: list[Layer]
+    table: QuantTable
+
+
+def prepare(config: RunConfig, run_dir: str | Path) -> Prepared:
+    """Build the problem and its model, then load the run's QuantTable or calibrate anew."""
+    problem = build_problem(config.problem.name, config.problem.args)
+    model = problem.build_model().eval()
+    layers = find_layers(
+        model,
+        include=[*problem.layer_include, *config.layers.include],
+        exclude=[*problem.layer_exclude, *config.layers.exclude],
+    )
+    table, rebuilt = load_or_build(
+        run_dir, model, layers, problem.run, problem.calibration_batches, config.quant
+    )
+    log.info("%s quantization table for %d layers", "built" if rebuilt else "reused", len(layers))
+    return Prepared(problem, model, layers, table)

@@ -1,0 +1,306 @@
+"""The NSGA-II loop: pymoo asks for genomes, the archive or the evaluator answers, pymoo is told.
+
+Resume is exact. What pymoo's next generation depends on is the surviving population
+in its order, the rank and crowding that tournament selection reads, and the
+algorithm's random generator; a checkpoint holds all three after every generation.
+Results finished before a crash come back from the archive, so the replayed generation
+sees the same objectives without paying for them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.evaluator import Evaluator
+from pymoo.core.population import Population
+from pymoo.core.problem import Problem
+from pymoo.core.termination import NoTermination
+from pymoo.problems.static import StaticProblem
+
+from evoquant import __version__
+from evoquant.archive import ARCHIVE_FILE, FAILED, Archive
+from evoquant.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    load_latest,
+    write_checkpoint,
+    write_json_atomic,
+)
+from evoquant.config import RunConfig, parse_config
+from evoquant.errors import UserError
+from evoquant.operators import (
+    AdjacentBitMutation,
+    HalfSplitCrossover,
+    RandomResetMutation,
+    UniformPlusRandomSampling,
+)
+from evoquant.space import SearchSpace
+
+RUN_FILE = "run.json"
+WORST = 1e30
+"""The objective value of a failed genome: worse than anything real, yet finite for pymoo."""
+
+log = logging.getLogger(__name__)
+
+OnGeneration = Callable[[int, list[list[int]], np.ndarray], None]
+
+
+class GenomeEvaluator(Protocol):
+    """Bit lists in; ``(bits, metrics)`` out as each finishes, in any order.
+
+    A failed genome's metrics hold ``"failed": <error text>``.
+    """
+
+    def evaluate(
+        self, genomes: list[list[int]]
+    ) -> Iterator[tuple[list[int], Mapping[str, Any]]]: ...
+
+
+def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
+    """pymoo's NSGA-II (rank-and-crowding survival, binary tournament, no duplicates) with our operators."""
+    search = config.search
+    if not search.objectives or len(set(search.objectives)) != len(search.objectives):
+        raise UserError("search.objectives must name distinct metrics, at least one")
+    if search.mutation_prob is not None and not 0 < search.mutation_prob <= 1:
+        raise UserError("search.mutation_prob must be in (0, 1]")
+    if not 0 <= search.crossover_prob <= 1:
+        raise UserError("search.crossover_prob must be in [0, 1]")
+    mutation = {"adjacent": AdjacentBitMutation, "random_reset": RandomResetMutation}
+    return NSGA2(
+        pop_size=search.pop_size,
+        sampling=UniformPlusRandomSampling(space.uniform_genomes()),
+        crossover=HalfSplitCrossover(
+            search.crossover, space.module_boundaries(), prob=search.crossover_prob
+        ),
+        mutation=mutation[search.mutation](prob_var=search.mutation_prob),
+        eliminate_duplicates=True,
+        seed=config.seed,
+    )
+
+
+def _read_run_file(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not an evoquant run directory (no {RUN_FILE})")
+    try:
+        meta = json.loads(path.read_text())
+        if not isinstance(meta["config_digest"], str):
+            raise TypeError("config_digest is not a string")
+        return meta
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path} is corrupt: {error}") from None
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The config a run directory was started (or last force-resumed) with."""
+    path = Path(run_dir) / RUN_FILE
+    return parse_config(_read_run_file(Path(run_dir)).get("config"), str(path))
+
+
+class Search:
+    """NSGA-II over a ``SearchSpace``: every result archived, every generation checkpointed.
+
+    ``Search(run_dir, ...)`` starts a new run (refused where ``run_dir`` already holds
+    one); ``resume=True`` continues the run in ``run_dir`` from its latest valid
+    checkpoint, refusing a different config unless ``force``. Generation 0 is the
+    initial population; ``on_generation(gen, genomes, F)`` is called after each
+    generation's checkpoint is on disk.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: RunConfig,
+        space: SearchSpace,
+        evaluator: GenomeEvaluator,
+        on_generation: OnGeneration | None = None,
+        *,
+        resume: bool = False,
+        force: bool = False,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.space = space
+        self.evaluator = evaluator
+        self.on_generation = on_generation
+        self.objectives = tuple(config.search.objectives)
+        self.problem = Problem(
+            n_var=space.n_genes,
+            n_obj=len(self.objectives),
+            xl=space.xl,
+            xu=space.xu,
+            vtype=int,
+        )
+        self.algorithm = build_algorithm(config, space)
+        self.algorithm.setup(self.problem, termination=NoTermination())
+        if resume:
+            self._check_run_dir(force)
+        else:
+            self._create_run_dir()
+        self.archive = Archive(self.run_dir / ARCHIVE_FILE, self.objectives)
+        self._counts = (0, 0)
+        if resume:
+            checkpoint = load_latest(self.run_dir / CHECKPOINT_DIR)
+            if checkpoint is not None:
+                self._restore(checkpoint)
+
+    @property
+    def generation(self) -> int:
+        """The last completed generation, -1 before the initial population is evaluated."""
+        return self.algorithm.n_iter - 2 if self.algorithm.is_initialized else -1
+
+    def run(self, generations: int | None = None) -> tuple[list[list[int]], np.ndarray]:
+        """Evolve until generation ``generations`` (default: the config's) is complete.
+
+        Returns the final population: genomes as bit lists and their objectives.
+        """
+        last = self.config.search.generations if generations is None else generations
+        while self.generation < last:
+            infills = self.algorithm.ask()
+            if infills is None or len(infills) == 0:
+                log.warning(
+                    "generation %d: mating found no new genome, stopping",
+                    self.generation + 1,
+                )
+                break
+            F = self._objectives(infills.get("X"), self.generation + 1)
+            self.algorithm.evaluator.eval(StaticProblem(self.problem, F=F), infills)
+            self.algorithm.tell(infills=infills)
+            self._finish_generation()
+        return self.population()
+
+    def population(self) -> tuple[list[list[int]], np.ndarray]:
+        """The current population (bit lists) and its objectives, in pymoo's order."""
+        pop = self.algorithm.pop
+        if pop is None:
+            return [], np.empty((0, len(self.objectives)))
+        return [self.space.to_bits(x) for x in pop.get("X")], pop.get("F")
+
+    def close(self) -> None:
+        self.archive.close()
+
+    def _create_run_dir(self) -> None:
+        if (self.run_dir / RUN_FILE).exists():
+            raise UserError(
+                f"{self.run_dir} already holds a run: resume it or choose another directory"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_run_file()
+
+    def _check_run_dir(self, force: bool) -> None:
+        stored = _read_run_file(self.run_dir)["config_digest"]
+        if stored == self.config.digest():
+            return
+        if not force:
+            raise UserError(
+                f"{self.run_dir} was run with another config (digest {stored}, "
+                f"now {self.config.digest()}): resume with its own config or force"
+            )
+        log.warning(
+            "resuming %s with a different config (digest %s, was %s)",
+            self.run_dir,
+            self.config.digest(),
+            stored,
+        )
+        self._write_run_file()
+
+    def _write_run_file(self) -> None:
+        write_json_atomic(
+            self.run_dir / RUN_FILE,
+            {
+                "config": self.config.model_dump(mode="json"),
+                "config_digest": self.config.digest(),
+                "evoquant_version": __version__,
+                "layers": [layer.name for layer in self.space.layers],
+            },
+        )
+
+    def _objectives(self, X: np.ndarray, generation: int) -> np.ndarray:
+        """F for a batch of genomes: archived ones read back, the rest evaluated once each."""
+        genomes = [self.space.to_bits(x) for x in X]
+        results = self.archive.get_many(genomes)
+        missing = [
+            list(g) for g in dict.fromkeys(map(tuple, genomes)) if g not in results
+        ]
+        for bits, metrics in self.evaluator.evaluate(missing) if missing else ():
+            self.archive.put(bits, metrics, generation)
+            results[tuple(bits)] = dict(metrics)
+        unanswered = [g for g in missing if tuple(g) not in results]
+        if unanswered:
+            raise RuntimeError(f"the evaluator returned no result for {unanswered[0]}")
+        self._counts = (len(missing), len(genomes) - len(missing))
+        return np.array([self._objective_row(results[tuple(g)]) for g in genomes])
+
+    def _objective_row(self, metrics: Mapping[str, Any]) -> list[float]:
+        if FAILED in metrics:
+            return [WORST] * len(self.objectives)
+        row = []
+        for name in self.objectives:
+            if name not in metrics:
+                raise UserError(
+                    f"objective {name!r} is not a metric the evaluator returns "
+                    f"({', '.join(sorted(metrics))})"
+                )
+            value = float(metrics[name])
+            row.append(value if math.isfinite(value) else WORST)
+        return row
+
+    def _finish_generation(self) -> None:
+        genomes, F = self.population()
+        pop = self.algorithm.pop
+        checkpoint = Checkpoint(
+            generation=self.generation,
+            genomes=genomes,
+            objectives=F.tolist(),
+            rank=pop.get("rank").astype(int).tolist(),
+            crowding=pop.get("crowding").astype(float).tolist(),
+            rng_state=self.algorithm.random_state.bit_generator.state,
+            n_eval=self.algorithm.evaluator.n_eval,
+            config_digest=self.config.digest(),
+        )
+        write_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
+        if self.on_generation is not None:
+            self.on_generation(self.generation, genomes, F)
+        evaluated, cached = self._counts
+        log.info(
+            "generation %d: %d evaluated, %d from the archive, %d on the front",
+            self.generation,
+            evaluated,
+            cached,
+            int(np.sum(pop.get("rank") == 0)),
+        )
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        """Put pymoo back where it stood after ``checkpoint.generation``'s survival."""
+        if checkpoint.version != __version__:
+            log.warning(
+                "checkpoint written by evoquant %s, this is %s: the continuation may differ",
+                checkpoint.version,
+                __version__,
+            )
+        X = np.array([self.space.from_bits(bits) for bits in checkpoint.genomes])
+        F = np.array(checkpoint.objectives, dtype=float)
+        if F.shape != (len(X), len(self.objectives)):
+            raise UserError(
+                f"checkpoint of generation {checkpoint.generation} has objectives of shape "
+                f"{F.shape}, this config needs {len(self.objectives)} per genome"
+            )
+        pop = Population.new("X", X)
+        Evaluator().eval(StaticProblem(self.problem, F=F), pop)
+        pop.set(
+            "rank", np.array(checkpoint.rank), "crowding", np.array(checkpoint.crowding)
+        )
+        algorithm = self.algorithm
+        algorithm.pop = pop
+        algorithm.is_initialized = True
+        algorithm.n_iter = checkpoint.generation + 2
+        algorithm.evaluator.n_eval = checkpoint.n_eval
+        algorithm.random_state.bit_generator.state = checkpoint.rng_state
+        algorithm._set_optimum()

@@ -1,0 +1,241 @@
+"""The genome: which layers are searched, the bit-widths each gene may take, genes -> bits.
+
+pymoo sees a genome as integer level indices (gene ``i`` takes values ``xl[i]..xu[i]``,
+one per entry of its alphabet, in ascending bit order); everything outside the search
+sees bit lists. Fixed layers keep a one-entry alphabet, so no operator can move them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from itertools import product
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from evoquant.config import RunConfig
+from evoquant.errors import UserError
+from evoquant.quant.fakequant import BIT_WIDTHS
+from evoquant.quant.layers import Layer
+
+POLICIES = ("thesis", "two_genes")
+ACTIVATION_ALPHABET = (8, 16)
+
+
+def thesis_activation_bits(weight_bits: int) -> int:
+    """The thesis's convention: 8-bit activations up to W8, 16-bit with W16."""
+    return 16 if weight_bits > 8 else 8
+
+
+def _check_alphabet(alphabet: Iterable[int]) -> tuple[int, ...]:
+    levels = tuple(sorted(set(alphabet)))
+    if not levels:
+        raise UserError("search.alphabet is empty")
+    for bits in levels:
+        if bits not in BIT_WIDTHS:
+            raise UserError(f"search.alphabet: {bits} bits is not one of {BIT_WIDTHS}")
+    return levels
+
+
+def _resolve_fixed(
+    layers: Sequence[Layer], fixed: Mapping[str, int], alphabet: tuple[int, ...]
+) -> dict[str, int]:
+    """Layer name -> pinned bits; a pattern must match a layer and a layer gets one value."""
+    pinned: dict[str, int] = {}
+    for pattern, bits in fixed.items():
+        if bits not in alphabet:
+            raise UserError(
+                f"layers.fixed {pattern!r}: {bits} bits is not in the alphabet {list(alphabet)}"
+            )
+        names = [layer.name for layer in layers if fnmatchcase(layer.name, pattern)]
+        if not names:
+            raise UserError(
+                f"layers.fixed pattern {pattern!r} matches no searched layer"
+            )
+        for name in names:
+            if pinned.setdefault(name, bits) != bits:
+                raise UserError(
+                    f"layers.fixed pins layer {name} to both {pinned[name]} and {bits} bits"
+                )
+    return pinned
+
+
+class SearchSpace:
+    """The ordered layer table and, per gene, the bit-widths it may take."""
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        alphabet: Iterable[int] = BIT_WIDTHS,
+        fixed: Mapping[str, int] | None = None,
+        policy: str = "thesis",
+        macs: Mapping[str, int] | None = None,
+    ) -> None:
+        if not layers:
+            raise UserError("no quantizable layer to search")
+        if policy not in POLICIES:
+            raise UserError(f"unknown gene policy {policy!r}: use one of {POLICIES}")
+        self.layers = tuple(layers)
+        self.policy = policy
+        self.alphabet = _check_alphabet(alphabet)
+        self.fixed = _resolve_fixed(self.layers, fixed or {}, self.alphabet)
+        self.macs = tuple(int((macs or {}).get(layer.name, 0)) for layer in self.layers)
+        self._genes: list[tuple[int, str, tuple[int, ...]]] = []
+        for index, layer in enumerate(self.layers):
+            pinned = self.fixed.get(layer.name)
+            weights = self.alphabet if pinned is None else (pinned,)
+            self._genes.append((index, "weights", weights))
+            if policy == "two_genes":
+                acts = (
+                    ACTIVATION_ALPHABET
+                    if pinned is None
+                    else (thesis_activation_bits(pinned),)
+                )
+                self._genes.append((index, "activations", acts))
+        self.xl = np.zeros(self.n_genes, dtype=int)
+        self.xu = np.array(
+            [len(alphabet) - 1 for *_, alphabet in self._genes], dtype=int
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        layers: Sequence[Layer],
+        config: RunConfig,
+        macs: Mapping[str, int] | None = None,
+    ) -> SearchSpace:
+        return cls(
+            layers,
+            alphabet=config.search.alphabet,
+            fixed=config.layers.fixed,
+            policy=config.search.policy,
+            macs=macs,
+        )
+
+    @property
+    def n_genes(self) -> int:
+        """The genome length L (one gene per layer, two under the ``two_genes`` policy)."""
+        return len(self._genes)
+
+    @property
+    def gene_alphabets(self) -> list[tuple[int, ...]]:
+        return [alphabet for *_, alphabet in self._genes]
+
+    def to_bits(self, levels: Sequence[int] | np.ndarray) -> list[int]:
+        """Level indices (what pymoo evolves) -> the bit list every other module sees."""
+        return [
+            alphabet[int(level)] for (*_, alphabet), level in zip(self._genes, levels)
+        ]
+
+    def from_bits(self, bits: Sequence[int]) -> np.ndarray:
+        """A bit list -> level indices; a wrong length or a bit-width a gene cannot take is a UserError."""
+        if len(bits) != self.n_genes:
+            raise UserError(
+                f"genome has {len(bits)} genes but the search space has {self.n_genes}"
+            )
+        levels = np.empty(self.n_genes, dtype=int)
+        for gene, ((index, role, alphabet), value) in enumerate(zip(self._genes, bits)):
+            if value not in alphabet:
+                raise UserError(
+                    f"genome gene {gene} ({role} of layer {self.layers[index].name}): "
+                    f"{value} bits is not in its alphabet {list(alphabet)}"
+                )
+            levels[gene] = alphabet.index(value)
+        return levels
+
+    def bit_configs(self, bits: Sequence[int]) -> list[tuple[int, int]]:
+        """Per layer ``(weight bits, activation bits)``, the policy applied."""
+        self.from_bits(bits)
+        if self.policy == "two_genes":
+            return [(int(w), int(a)) for w, a in zip(bits[0::2], bits[1::2])]
+        return [(int(w), thesis_activation_bits(int(w))) for w in bits]
+
+    def uniform(
+        self, weight_bits: int, activation_bits: int | None = None
+    ) -> np.ndarray:
+        """Level indices of the uniform configuration W``weight_bits`` (fixed layers keep theirs).
+
+        Activations follow the thesis rule unless ``activation_bits`` is given, which
+        only the ``two_genes`` policy can honour.
+        """
+        acts = (
+            thesis_activation_bits(weight_bits)
+            if activation_bits is None
+            else activation_bits
+        )
+        if self.policy == "thesis" and acts != thesis_activation_bits(weight_bits):
+            raise UserError(
+                f"policy 'thesis' derives activations from weights: W{weight_bits}A{acts} is not reachable"
+            )
+        bits = []
+        for _, role, alphabet in self._genes:
+            wanted = weight_bits if role == "weights" else acts
+            bits.append(alphabet[0] if len(alphabet) == 1 else wanted)
+        return self.from_bits(bits)
+
+    def uniform_genomes(self) -> np.ndarray:
+        """Every uniform configuration the alphabets allow, as rows of level indices."""
+        acts: Sequence[int | None] = (
+            ACTIVATION_ALPHABET if self.policy == "two_genes" else (None,)
+        )
+        return np.array(
+            [self.uniform(w, a) for w, a in product(self.alphabet, acts)], dtype=int
+        )
+
+    def module_boundaries(self) -> list[int]:
+        """Gene indices where a new main module (top-level child) starts."""
+        starts = []
+        for gene in range(1, self.n_genes):
+            before, after = (
+                self.layers[self._genes[gene - 1][0]],
+                self.layers[self._genes[gene][0]],
+            )
+            if before.main_module != after.main_module:
+                starts.append(gene)
+        return starts
+
+
+def _layer_macs(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        return output.numel() * (module.in_channels // module.groups) * kernel
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    return output.numel() * inputs[0].shape[-1]
+
+
+def measure_macs(
+    model: nn.Module,
+    run: Callable[[nn.Module, Any], Any],
+    batch: Any,
+    layers: Sequence[Layer],
+) -> dict[str, int]:
+    """Multiply-accumulates of each layer over one ``run(model, batch)``, read from real shapes.
+
+    Counted with forward hooks, so attention MatMuls get their data-dependent sizes;
+    a layer the forward never reaches counts 0.
+    """
+    modules = dict(model.named_modules())
+    macs = {layer.name: 0 for layer in layers}
+
+    def hook(name: str) -> Callable[..., None]:
+        def count(
+            module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+        ) -> None:
+            macs[name] += _layer_macs(module, inputs, output)
+
+        return count
+
+    handles = [
+        modules[layer.name].register_forward_hook(hook(layer.name)) for layer in layers
+    ]
+    try:
+        with torch.no_grad():
+            run(model, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return macs

@@ -1,0 +1,208 @@
+"""Built-in offline problem: a small residual CNN on scikit-learn's 8x8 digits.
+
+Everything ships with the installed packages, so a search, the tests and CI run with no
+network and no user files. The network is trained on first use (a few seconds on a
+laptop CPU) and cached as safetensors, keyed by a hash of its training settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from evoquant.errors import UserError
+from fitness.classification import run_classifier, top1_metric
+from problems.base import Problem
+from problems.registry import register_problem
+
+NUM_TRAIN = 1400
+"""Samples in the training split; the remaining 397 of 1797 are held out."""
+
+SPLIT_SEED = 0
+TRAIN_SETTINGS = {
+    "arch": "resdigits-v1",
+    "epochs": 8,
+    "batch_size": 32,
+    "max_lr": 3e-3,
+    "weight_decay": 1e-4,
+    "num_train": NUM_TRAIN,
+    "split_seed": SPLIT_SEED,
+    "threads": 1,
+}
+"""Everything that changes the trained weights; its hash names the cache file."""
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 Conv-BN layers with an identity or 1x1 projection shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class DigitsNet(nn.Module):
+    """Stem, three residual blocks (one stride 2), pooling, a linear head.
+
+    8 Conv2d + 1 Linear, 37,840 weights: enough layers for a mixed-precision genome,
+    small enough to train in seconds on a CPU.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.layer1 = ResBlock(16, 16)
+        self.layer2 = ResBlock(16, 32, stride=2)
+        self.layer3 = ResBlock(32, 32)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def load_splits() -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """(train, held-out) splits: normalised N x 1 x 8 x 8 images, long labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(digits.target))
+    images = torch.from_numpy(digits.images[order]).float().unsqueeze(1) / 16.0
+    labels = torch.from_numpy(digits.target[order]).long()
+    train = images[:NUM_TRAIN]
+    images = (images - train.mean()) / train.std()
+    train_split = (images[:NUM_TRAIN], labels[:NUM_TRAIN])
+    return train_split, (images[NUM_TRAIN:], labels[NUM_TRAIN:])
+
+
+def train_digits_net(seed: int) -> DigitsNet:
+    """Train from scratch, bit-for-bit reproducibly on one machine.
+
+    Adam with a one-cycle schedule, so the last epoch lands on a settled minimum. One
+    thread and deterministic algorithms remove the reduction-order noise; the global
+    RNG, thread count and determinism flag are restored so callers are left untouched.
+    """
+    (images, labels), _ = load_splits()
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(TRAIN_SETTINGS["threads"])
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DigitsNet()
+            optimizer = torch.optim.Adam(
+                model.parameters(),
+                lr=TRAIN_SETTINGS["max_lr"],
+                weight_decay=TRAIN_SETTINGS["weight_decay"],
+            )
+            batch_size, epochs = TRAIN_SETTINGS["batch_size"], TRAIN_SETTINGS["epochs"]
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                TRAIN_SETTINGS["max_lr"],
+                total_steps=epochs * -(-len(labels) // batch_size),
+            )
+            loss_fn = nn.CrossEntropyLoss()
+            model.train()
+            for _ in range(epochs):
+                for idx in torch.randperm(len(labels)).split(batch_size):
+                    optimizer.zero_grad()
+                    loss_fn(model(images[idx]), labels[idx]).backward()
+                    optimizer.step()
+                    schedule.step()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    return model.eval()
+
+
+def cache_path(cache_dir: str | Path, seed: int) -> Path:
+    """Where the weights trained with these settings and seed live."""
+    settings = json.dumps({**TRAIN_SETTINGS, "seed": seed}, sort_keys=True)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"digits_cnn-{digest}.safetensors"
+
+
+def build_digits_net(cache_dir: str | Path, seed: int) -> DigitsNet:
+    """The trained FP32 network in eval mode: from the cache, or trained and cached."""
+    path = cache_path(cache_dir, seed)
+    model = DigitsNet()
+    if path.exists():
+        try:
+            model.load_state_dict(load_file(path))
+        except (SafetensorError, RuntimeError) as exc:
+            raise UserError(
+                f"cached digits weights {path} are unreadable; delete the file"
+            ) from exc
+        return model.eval()
+    model = train_digits_net(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # not mkstemp: mode 0600
+    try:
+        save_file(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return model
+
+
+def _batches(
+    data: tuple[Tensor, Tensor], batch_size: int, count: int, split: str
+) -> list[tuple[Tensor, Tensor]]:
+    """``count`` consecutive batches from the start of a split."""
+    images, labels = data
+    if batch_size < 1 or count < 1 or batch_size * count > len(labels):
+        raise UserError(
+            f"digits {split} split has {len(labels)} samples: "
+            f"{count} batches of {batch_size} do not fit"
+        )
+    return [
+        (images[i : i + batch_size], labels[i : i + batch_size])
+        for i in range(0, batch_size * count, batch_size)
+    ]
+
+
+@register_problem("digits")
+def digits_problem(
+    batch_size: int = 64,
+    calibration_batches: int = 4,
+    fitness_batches: int = 4,
+    cache_dir: str = "runs/.cache",
+    seed: int = 0,
+) -> Problem:
+    """Calibrate on the training split, score fitness on the held-out split (top-1)."""
+    train, held_out = load_splits()
+    return Problem(
+        name="digits",
+        build_model=partial(build_digits_net, cache_dir, seed),
+        calibration_batches=_batches(
+            train, batch_size, calibration_batches, "training"
+        ),
+        fitness_batches=_batches(held_out, batch_size, fitness_batches, "held-out"),
+        run=run_classifier,
+        task_metric=top1_metric,
+    )

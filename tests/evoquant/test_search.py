@@ -1,0 +1,330 @@
+import json
+import os
+import runpy
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evoquant.archive import Archive
+from evoquant.checkpoint import checkpoint_paths, read_checkpoint
+from evoquant.config import LayersConfig
+from evoquant.errors import UserError
+from evoquant.search import WORST, Search, read_run_config
+from evoquant.space import SearchSpace
+
+WORKER = Path(__file__).with_name("search_worker.py")
+synthetic = runpy.run_path(str(WORKER))
+LAYERS, make_config, SyntheticEvaluator = (
+    synthetic["LAYERS"],
+    synthetic["make_config"],
+    synthetic["SyntheticEvaluator"],
+)
+
+VARIANTS = {
+    "thesis": {},
+    "two_genes": {
+        "policy": "two_genes",
+        "crossover": "random",
+        "mutation": "random_reset",
+    },
+    "module": {"crossover": "module", "mutation_prob": 0.2},
+}
+
+
+class Recorder:
+    """An ``on_generation`` hook keeping every generation's population."""
+
+    def __init__(self):
+        self.generations = {}
+
+    def __call__(self, gen, genomes, F):
+        self.generations[gen] = (genomes, F.tolist())
+
+
+def search(run_dir, config, recorder=None, evaluator=None, **kwargs):
+    space = SearchSpace.from_config(LAYERS, config)
+    evaluator = evaluator or SyntheticEvaluator(space)
+    return Search(run_dir, config, space, evaluator, recorder, **kwargs)
+
+
+def straight_run(run_dir, config):
+    recorder = Recorder()
+    s = search(run_dir, config, recorder)
+    s.run()
+    s.close()
+    return recorder.generations
+
+
+def pymoo_state(s):
+    pop = s.algorithm.pop
+    return {
+        "X": pop.get("X").tolist(),
+        "F": pop.get("F").tolist(),
+        "rank": pop.get("rank").tolist(),
+        "crowding": pop.get("crowding").tolist(),
+        "CV": pop.get("CV").tolist(),
+        "rng": s.algorithm.random_state.bit_generator.state,
+        "n_gen": s.algorithm.n_gen,
+        "n_eval": s.algorithm.evaluator.n_eval,
+    }
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_stop_after_three_and_resume_equals_a_straight_run(tmp_path, variant):
+    config = make_config(**VARIANTS[variant])
+    expected = straight_run(tmp_path / "straight", config)
+    assert sorted(expected) == list(range(7))
+
+    recorder = Recorder()
+    first = search(tmp_path / "split", config, recorder)
+    first.run(generations=3)
+    state = pymoo_state(first)
+    first.close()
+    assert sorted(recorder.generations) == [0, 1, 2, 3]
+
+    resumed = search(tmp_path / "split", config, recorder, resume=True)
+    assert resumed.generation == 3
+    assert pymoo_state(resumed) == state
+    resumed.run()
+    resumed.close()
+    assert recorder.generations == expected
+
+
+def test_generations_are_checkpointed_archived_and_never_evaluated_twice(tmp_path):
+    config = make_config()
+    recorder = Recorder()
+    s = search(tmp_path, config, recorder)
+    genomes, F = s.run()
+    s.close()
+    assert [p.name for p in checkpoint_paths(tmp_path / "checkpoints")] == [
+        "gen_0004.json",
+        "gen_0005.json",
+        "gen_0006.json",
+    ]
+    last = read_checkpoint(tmp_path / "checkpoints" / "gen_0006.json")
+    assert last.genomes == genomes and last.objectives == F.tolist()
+    assert last.config_digest == config.digest()
+    evaluated = s.evaluator.evaluated
+    assert len({tuple(g) for g in evaluated}) == len(evaluated)
+    archive = Archive(tmp_path / "archive.sqlite")
+    assert len(archive) == len(evaluated)
+    assert {r["generation"] for r in archive.records()} == set(range(7))
+    archive.close()
+
+
+def test_a_failed_genome_gets_the_worst_objectives(tmp_path):
+    recorder = Recorder()
+    s = search(tmp_path, make_config(), recorder)
+    s.run(generations=0)
+    s.close()
+    genomes, F = recorder.generations[0]
+    assert F[genomes.index([2] * len(LAYERS))] == [WORST, WORST]
+    archive = Archive(tmp_path / "archive.sqlite")
+    failed = [r for r in archive.records() if r["status"] == "failed"]
+    assert [(r["genome"], r["error"]) for r in failed] == [
+        ([2] * len(LAYERS), "diverged")
+    ]
+    archive.close()
+
+
+def test_fixed_layers_never_change_during_a_search(tmp_path):
+    config = make_config(crossover="random", mutation_prob=0.5)
+    config = config.model_copy(update={"layers": LayersConfig(fixed={"block1.*": 8})})
+    s = search(tmp_path, config)
+    s.run(generations=3)
+    s.close()
+    pinned = [i for i, layer in enumerate(LAYERS) if layer.name.startswith("block1.")]
+    archive = Archive(tmp_path / "archive.sqlite")
+    genomes = [r["genome"] for r in archive.records()]
+    archive.close()
+    assert len(genomes) > 40
+    assert all(g[i] == 8 for g in genomes for i in pinned)
+
+
+def test_any_metric_can_be_an_objective(tmp_path):
+    s = search(tmp_path / "bops", make_config(objectives=["bops", "error"]))
+    _, F = s.run(generations=2)
+    s.close()
+    assert F.shape == (16, 2)
+    with pytest.raises(UserError, match="'latency' is not a metric"):
+        search(tmp_path / "latency", make_config(objectives=["latency"])).run(1)
+
+
+class CrashingEvaluator(SyntheticEvaluator):
+    """Dies after ``after`` results, like a process killed mid-generation."""
+
+    def __init__(self, space, after):
+        super().__init__(space)
+        self.after = after
+
+    def evaluate(self, genomes):
+        for n, result in enumerate(super().evaluate(genomes)):
+            if n == self.after:
+                raise KeyboardInterrupt
+            yield result
+
+
+@pytest.mark.parametrize("crash_generation", [0, 2])
+def test_a_crash_inside_a_generation_resumes_exactly(tmp_path, crash_generation):
+    config = make_config()
+    expected = straight_run(tmp_path / "straight", config)
+    space = SearchSpace.from_config(LAYERS, config)
+    recorder = Recorder()
+    run_dir = tmp_path / "crashed"
+    s = search(run_dir, config, recorder)
+    s.run(generations=crash_generation - 1)
+    s.evaluator = CrashingEvaluator(space, after=5)
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    s.close()
+
+    evaluator = SyntheticEvaluator(space)
+    resumed = search(run_dir, config, recorder, evaluator, resume=True)
+    assert resumed.generation == crash_generation - 1
+    resumed.run()
+    resumed.close()
+    assert recorder.generations == expected
+    archived_before = s.evaluator.evaluated[:5]
+    assert not {tuple(g) for g in archived_before} & {
+        tuple(g) for g in evaluator.evaluated
+    }
+
+
+def archive_rows(path, generation):
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path)
+    try:
+        query = "SELECT COUNT(*) FROM evaluations WHERE generation = ?"
+        return db.execute(query, (generation,)).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def test_sigkill_in_generation_four_resumes_exactly(tmp_path):
+    config = make_config()
+    straight_dir = tmp_path / "straight"
+    expected = straight_run(straight_dir, config)
+
+    run_dir, history = tmp_path / "killed", tmp_path / "history"
+    worker = subprocess.Popen(
+        [sys.executable, str(WORKER), str(run_dir), "0.03", str(history)],
+        cwd=Path(__file__).parents[2],
+    )
+    deadline = time.monotonic() + 60
+    while archive_rows(run_dir / "archive.sqlite", 4) < 2:
+        assert worker.poll() is None, "worker ended before generation 4"
+        assert time.monotonic() < deadline, "worker never reached generation 4"
+        time.sleep(0.005)
+    os.kill(worker.pid, signal.SIGKILL)
+    assert worker.wait() == -signal.SIGKILL
+
+    assert checkpoint_paths(run_dir / "checkpoints")[-1].name == "gen_0003.json"
+    archive = Archive(run_dir / "archive.sqlite")
+    before = {tuple(r["genome"]) for r in archive.records()}
+    archive.close()
+    assert archive_rows(run_dir / "archive.sqlite", 4) >= 2
+
+    recorder = Recorder()
+    for gen in range(4):
+        genomes, F = json.loads((history / f"gen_{gen}.json").read_text())
+        recorder.generations[gen] = (genomes, F)
+    evaluator = SyntheticEvaluator(SearchSpace.from_config(LAYERS, config))
+    resumed = search(run_dir, config, recorder, evaluator, resume=True)
+    resumed.run()
+    resumed.close()
+
+    assert recorder.generations == expected
+    assert not before & {tuple(g) for g in evaluator.evaluated}
+    killed, straight = (Archive(d / "archive.sqlite") for d in (run_dir, straight_dir))
+    assert {tuple(r["genome"]): r["metrics"] for r in killed.records()} == {
+        tuple(r["genome"]): r["metrics"] for r in straight.records()
+    }
+    assert len(killed) == len(before) + len(evaluator.evaluated)
+    killed.close()
+    straight.close()
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path):
+    config = make_config()
+    straight_run(tmp_path, config)
+    evaluator = SyntheticEvaluator(SearchSpace.from_config(LAYERS, config))
+    s = search(tmp_path, config, evaluator=evaluator, resume=True)
+    genomes, _ = s.run()
+    s.close()
+    assert s.generation == 6 and len(genomes) == 16 and evaluator.evaluated == []
+
+
+def test_a_run_can_be_extended_past_its_configured_generations(tmp_path):
+    config = make_config(generations=2)
+    straight_run(tmp_path, config)
+    s = search(tmp_path, config, resume=True)
+    s.run(generations=4)
+    s.close()
+    assert s.generation == 4
+
+
+def test_resume_of_a_directory_without_a_run_is_a_user_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UserError, match="not an evoquant run directory"):
+        search(tmp_path, make_config(), resume=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_new_search_refuses_an_existing_run(tmp_path):
+    search(tmp_path, make_config()).close()
+    with pytest.raises(UserError, match="already holds a run"):
+        search(tmp_path, make_config())
+
+
+def test_a_different_config_needs_force(tmp_path):
+    straight_run(tmp_path, make_config(generations=1))
+    other = make_config(generations=1, mutation_prob=0.3)
+    with pytest.raises(UserError, match="another config"):
+        search(tmp_path, other, resume=True)
+    forced = search(tmp_path, other, resume=True, force=True)
+    forced.run(2)
+    forced.close()
+    assert read_run_config(tmp_path) == other
+    search(tmp_path, other, resume=True).close()
+
+
+def test_a_corrupt_run_file_is_a_user_error(tmp_path):
+    search(tmp_path, make_config()).close()
+    (tmp_path / "run.json").write_text("{")
+    with pytest.raises(UserError, match="run.json is corrupt"):
+        search(tmp_path, make_config(), resume=True)
+
+
+def test_all_checkpoints_corrupt_is_a_user_error(tmp_path):
+    straight_run(tmp_path, make_config(generations=1))
+    for path in checkpoint_paths(tmp_path / "checkpoints"):
+        path.write_text("garbage")
+    with pytest.raises(UserError, match="no valid checkpoint"):
+        search(tmp_path, make_config(generations=1), resume=True)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"objectives": []}, "objectives"),
+        ({"mutation_prob": 0.0}, "mutation_prob"),
+        ({"crossover_prob": 1.5}, "crossover_prob"),
+    ],
+)
+def test_bad_search_settings_are_user_errors(tmp_path, settings, message):
+    with pytest.raises(UserError, match=message):
+        search(tmp_path, make_config(**settings))
+
+
+def test_run_config_round_trips_through_the_run_dir(tmp_path):
+    config = make_config(policy="two_genes")
+    search(tmp_path, config).close()
+    assert read_run_config(tmp_path) == config
