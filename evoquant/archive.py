@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS evaluations (
 )
 """
 
+_POPULATIONS = """
+CREATE TABLE IF NOT EXISTS populations (
+    generation INTEGER PRIMARY KEY,
+    genomes TEXT NOT NULL
+)
+"""
+
 
 def genome_key(bits: Iterable[int]) -> str:
     """The canonical text of a bit list: ``"8,4,16"``."""
@@ -61,6 +68,7 @@ class Archive:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._db.execute(_POPULATIONS)
             present = {
                 row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")
             }
@@ -116,6 +124,21 @@ class Archive:
             row,
         )
         self._db.commit()
+
+    def put_population(self, generation: int, genomes: Iterable[Sequence[int]]) -> None:
+        """Remember which genomes made up a generation, so every plot can be redrawn later."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO populations (generation, genomes) VALUES (?, ?)",
+            (generation, json.dumps([genome_key(g) for g in genomes])),
+        )
+        self._db.commit()
+
+    def populations(self) -> dict[int, list[list[int]]]:
+        rows = self._db.execute("SELECT generation, genomes FROM populations ORDER BY generation")
+        return {
+            generation: [[int(b) for b in key.split(",")] for key in json.loads(text)]
+            for generation, text in rows
+        }
 
     def records(self) -> list[dict[str, Any]]:
         """Every row in evaluation order, for reports."""

@@ -12,10 +12,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from evoquant.archive import ARCHIVE_FILE, Archive
 from evoquant.config import AlphaConfig, RunConfig, load_config
+from evoquant.driver import run_search
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.pipeline import prepare
+from evoquant.report.run import PLOTS_DIR, RunReport
+from evoquant.report.status import run_status
+from evoquant.search import read_run_config
 
 DEFAULT_RUNS = Path("runs")
 
@@ -64,6 +69,75 @@ def print_uniform_table(rows: list[dict], config: RunConfig, run_dir: Path) -> N
     console.print(f"quantization table and uniform.json in {run_dir}")
 
 
+def search(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    overrides = {
+        key: value
+        for key, value in {"generations": args.generations, "pop_size": args.pop_size}.items()
+        if value is not None
+    }
+    update = {"search": config.search.model_validate(config.search.model_dump() | overrides)}
+    if args.seed is not None:
+        update["seed"] = args.seed
+    config = config.model_copy(update=update)
+    run_dir = default_run_dir(args.config, args.name)
+    plots = run_search(config, run_dir, show_progress=not args.quiet)
+    print_finished(run_dir, plots)
+
+
+def resume(args: argparse.Namespace) -> None:
+    run_dir = Path(args.run_dir)
+    config = read_run_config(run_dir)
+    if args.config:
+        config = load_config(args.config)
+    plots = run_search(
+        config,
+        run_dir,
+        resume=True,
+        force=args.force,
+        generations=args.generations,
+        show_progress=not args.quiet,
+    )
+    print_finished(run_dir, plots)
+
+
+def print_finished(run_dir: Path, plots: Path) -> None:
+    console = Console()
+    console.print(f"search finished: plots in {plots}/, front in {run_dir}/front.csv")
+    console.print(f"summary: {run_dir}/summary.md")
+
+
+def status(args: argparse.Namespace) -> None:
+    info = run_status(args.run_dir)
+    console = Console()
+    console.print(
+        f"{info['run_dir']}: {info['problem']}, generation {info['generation'] + 1}"
+        f" of {info['generations']}, {info['evaluations']} evaluations"
+        f" ({info['failed']} failed), front of {info['front_size']}"
+    )
+    if info["hypervolume"] is not None:
+        console.print(f"hypervolume: {info['hypervolume']:.6g}")
+    for label, point in info["best"].items():
+        console.print(
+            f"{label}: relative cost {point['relative_cost']:.4f}, error {point['error']:.4g}"
+        )
+    if info["eta_seconds"] is not None:
+        console.print(f"ETA: {info['eta_seconds'] / 60:.1f} min")
+
+
+def plot(args: argparse.Namespace) -> None:
+    run_dir = Path(args.run_dir)
+    read_run_config(run_dir)  # refuses a directory that holds no run
+    archive = Archive(run_dir / ARCHIVE_FILE)
+    try:
+        count = RunReport.reopen(run_dir, archive).redraw()
+    finally:
+        archive.close()
+    if count == 0:
+        raise UserError(f"{run_dir} has no finished generation to plot")
+    print(f"redrew {count} generations in {run_dir / PLOTS_DIR}/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evoquant", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -75,6 +149,31 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--no-alpha", action="store_true", help='min/max scales only (the "Q" variant)')
     command.add_argument("--run-dir", help="where the quantization table goes (default runs/CONFIG_NAME)")
     command.set_defaults(handler=quantize)
+
+    command = commands.add_parser("search", help="run the NSGA-II mixed-precision search")
+    command.add_argument("config")
+    command.add_argument("--name", help="run directory name under runs/ (default: config name)")
+    command.add_argument("--seed", type=int)
+    command.add_argument("--generations", type=int)
+    command.add_argument("--pop-size", type=int)
+    command.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
+    command.set_defaults(handler=search)
+
+    command = commands.add_parser("resume", help="continue a run from its latest checkpoint")
+    command.add_argument("run_dir")
+    command.add_argument("--generations", type=int, help="run until this many generations")
+    command.add_argument("--config", help="a changed config to resume with (needs --force)")
+    command.add_argument("--force", action="store_true", help="accept a changed config")
+    command.add_argument("-q", "--quiet", action="store_true")
+    command.set_defaults(handler=resume)
+
+    command = commands.add_parser("status", help="where a run stands")
+    command.add_argument("run_dir")
+    command.set_defaults(handler=status)
+
+    command = commands.add_parser("plot", help="redraw a run's plots and reports")
+    command.add_argument("run_dir")
+    command.set_defaults(handler=plot)
     return parser
 
 

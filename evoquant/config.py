@@ -86,7 +86,7 @@ class SearchConfig(Section):
     crossover_prob: float = 0.9
     policy: Literal["thesis", "two_genes"] = "thesis"
     alphabet: list[int] = list(BIT_WIDTHS)
-    objectives: list[str] = ["bits", "error"]
+    objectives: list[str] = ["f_bits", "error"]
 
     @field_validator("pop_size")
     @classmethod

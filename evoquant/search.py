@@ -145,7 +145,7 @@ class Search:
         else:
             self._create_run_dir()
         self.archive = Archive(self.run_dir / ARCHIVE_FILE, self.objectives)
-        self._counts = (0, 0)
+        self.counts = (0, 0)
         if resume:
             checkpoint = load_latest(self.run_dir / CHECKPOINT_DIR)
             if checkpoint is not None:
@@ -157,11 +157,13 @@ class Search:
         return self.algorithm.n_iter - 2 if self.algorithm.is_initialized else -1
 
     def run(self, generations: int | None = None) -> tuple[list[list[int]], np.ndarray]:
-        """Evolve until generation ``generations`` (default: the config's) is complete.
+        """Evolve until ``generations`` populations (default: the config's) are complete.
 
-        Returns the final population: genomes as bit lists and their objectives.
+        Generation 0 is the initial population, so the last one is ``generations - 1``;
+        100 x 50 is 5,000 evaluations, as in the thesis. Returns the final population:
+        genomes as bit lists and their objectives.
         """
-        last = self.config.search.generations if generations is None else generations
+        last = (self.config.search.generations if generations is None else generations) - 1
         while self.generation < last:
             infills = self.algorithm.ask()
             if infills is None or len(infills) == 0:
@@ -235,7 +237,7 @@ class Search:
         unanswered = [g for g in missing if tuple(g) not in results]
         if unanswered:
             raise RuntimeError(f"the evaluator returned no result for {unanswered[0]}")
-        self._counts = (len(missing), len(genomes) - len(missing))
+        self.counts = (len(missing), len(genomes) - len(missing))
         return np.array([self._objective_row(results[tuple(g)]) for g in genomes])
 
     def _objective_row(self, metrics: Mapping[str, Any]) -> list[float]:
@@ -265,10 +267,11 @@ class Search:
             n_eval=self.algorithm.evaluator.n_eval,
             config_digest=self.config.digest(),
         )
+        self.archive.put_population(self.generation, genomes)
         write_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
         if self.on_generation is not None:
             self.on_generation(self.generation, genomes, F)
-        evaluated, cached = self._counts
+        evaluated, cached = self.counts
         log.info(
             "generation %d: %d evaluated, %d from the archive, %d on the front",
             self.generation,

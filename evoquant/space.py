@@ -121,6 +121,21 @@ class SearchSpace:
         return len(self._genes)
 
     @property
+    def gene_names(self) -> list[str]:
+        """One label per gene: the layer name, suffixed with W or A under ``two_genes``."""
+        if self.policy == "two_genes":
+            return [f"{self.layers[i].name} ({role[0].upper()})" for i, role, _ in self._genes]
+        return [layer.name for layer in self.layers]
+
+    def reachable_configs(self) -> set[tuple[int, int]]:
+        """Every (weight bits, activation bits) some genome of this space can ask a layer for."""
+        alphabets = self.gene_alphabets
+        if self.policy == "two_genes":
+            pairs = zip(alphabets[0::2], alphabets[1::2])
+            return {(w, a) for weights, acts in pairs for w in weights for a in acts}
+        return {(w, thesis_activation_bits(w)) for alphabet in alphabets for w in alphabet}
+
+    @property
     def gene_alphabets(self) -> list[tuple[int, ...]]:
         return [alphabet for *_, alphabet in self._genes]
 

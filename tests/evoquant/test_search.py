@@ -78,11 +78,11 @@ def pymoo_state(s):
 def test_stop_after_three_and_resume_equals_a_straight_run(tmp_path, variant):
     config = make_config(**VARIANTS[variant])
     expected = straight_run(tmp_path / "straight", config)
-    assert sorted(expected) == list(range(7))
+    assert sorted(expected) == list(range(6))
 
     recorder = Recorder()
     first = search(tmp_path / "split", config, recorder)
-    first.run(generations=3)
+    first.run(generations=4)
     state = pymoo_state(first)
     first.close()
     assert sorted(recorder.generations) == [0, 1, 2, 3]
@@ -102,25 +102,25 @@ def test_generations_are_checkpointed_archived_and_never_evaluated_twice(tmp_pat
     genomes, F = s.run()
     s.close()
     assert [p.name for p in checkpoint_paths(tmp_path / "checkpoints")] == [
+        "gen_0003.json",
         "gen_0004.json",
         "gen_0005.json",
-        "gen_0006.json",
     ]
-    last = read_checkpoint(tmp_path / "checkpoints" / "gen_0006.json")
+    last = read_checkpoint(tmp_path / "checkpoints" / "gen_0005.json")
     assert last.genomes == genomes and last.objectives == F.tolist()
     assert last.config_digest == config.digest()
     evaluated = s.evaluator.evaluated
     assert len({tuple(g) for g in evaluated}) == len(evaluated)
     archive = Archive(tmp_path / "archive.sqlite")
     assert len(archive) == len(evaluated)
-    assert {r["generation"] for r in archive.records()} == set(range(7))
+    assert {r["generation"] for r in archive.records()} == set(range(6))
     archive.close()
 
 
 def test_a_failed_genome_gets_the_worst_objectives(tmp_path):
     recorder = Recorder()
     s = search(tmp_path, make_config(), recorder)
-    s.run(generations=0)
+    s.run(generations=1)
     s.close()
     genomes, F = recorder.generations[0]
     assert F[genomes.index([2] * len(LAYERS))] == [WORST, WORST]
@@ -136,7 +136,7 @@ def test_fixed_layers_never_change_during_a_search(tmp_path):
     config = make_config(crossover="random", mutation_prob=0.5)
     config = config.model_copy(update={"layers": LayersConfig(fixed={"block1.*": 8})})
     s = search(tmp_path, config)
-    s.run(generations=3)
+    s.run(generations=4)
     s.close()
     pinned = [i for i, layer in enumerate(LAYERS) if layer.name.startswith("block1.")]
     archive = Archive(tmp_path / "archive.sqlite")
@@ -148,11 +148,11 @@ def test_fixed_layers_never_change_during_a_search(tmp_path):
 
 def test_any_metric_can_be_an_objective(tmp_path):
     s = search(tmp_path / "bops", make_config(objectives=["bops", "error"]))
-    _, F = s.run(generations=2)
+    _, F = s.run(generations=3)
     s.close()
     assert F.shape == (16, 2)
     with pytest.raises(UserError, match="'latency' is not a metric"):
-        search(tmp_path / "latency", make_config(objectives=["latency"])).run(1)
+        search(tmp_path / "latency", make_config(objectives=["latency"])).run(2)
 
 
 class CrashingEvaluator(SyntheticEvaluator):
@@ -177,7 +177,7 @@ def test_a_crash_inside_a_generation_resumes_exactly(tmp_path, crash_generation)
     recorder = Recorder()
     run_dir = tmp_path / "crashed"
     s = search(run_dir, config, recorder)
-    s.run(generations=crash_generation - 1)
+    s.run(generations=crash_generation)
     s.evaluator = CrashingEvaluator(space, after=5)
     with pytest.raises(KeyboardInterrupt):
         s.run()
@@ -259,14 +259,14 @@ def test_resuming_a_finished_run_does_nothing(tmp_path):
     s = search(tmp_path, config, evaluator=evaluator, resume=True)
     genomes, _ = s.run()
     s.close()
-    assert s.generation == 6 and len(genomes) == 16 and evaluator.evaluated == []
+    assert s.generation == 5 and len(genomes) == 16 and evaluator.evaluated == []
 
 
 def test_a_run_can_be_extended_past_its_configured_generations(tmp_path):
     config = make_config(generations=2)
     straight_run(tmp_path, config)
     s = search(tmp_path, config, resume=True)
-    s.run(generations=4)
+    s.run(generations=5)
     s.close()
     assert s.generation == 4
 
