@@ -2,7 +2,10 @@ import pytest
 import torch
 from torch import nn
 
+from evoquant.config import AlphaConfig, QuantConfig
+from evoquant.quant.layers import find_layers
 from evoquant.quant.matmul import QuantMatMul
+from evoquant.quant.table import build_quant_table
 
 
 class TinyAttentionNet(nn.Module):
@@ -32,13 +35,29 @@ def tiny_run():
     return run
 
 
-@pytest.fixture
-def tiny_model():
+def make_tiny_model() -> TinyAttentionNet:
     torch.manual_seed(0)
     return TinyAttentionNet().eval()
 
 
-@pytest.fixture
-def tiny_batches():
+def make_tiny_batches() -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     return [torch.randn(4, 3, 6, 6, generator=generator) for _ in range(3)]
+
+
+@pytest.fixture
+def tiny_model():
+    return make_tiny_model()
+
+
+@pytest.fixture
+def tiny_batches():
+    return make_tiny_batches()
+
+
+@pytest.fixture(scope="session")
+def tiny_table():
+    """The QuantTable of ``tiny_model`` on ``tiny_batches`` (a short alpha grid); read-only."""
+    model = make_tiny_model()
+    quant = QuantConfig(alpha=AlphaConfig(start=0.9, stop=1.1, step=0.1))
+    return build_quant_table(model, find_layers(model), run, make_tiny_batches(), quant)
