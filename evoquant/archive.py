@@ -134,7 +134,9 @@ class Archive:
         self._db.commit()
 
     def populations(self) -> dict[int, list[list[int]]]:
-        rows = self._db.execute("SELECT generation, genomes FROM populations ORDER BY generation")
+        rows = self._db.execute(
+            "SELECT generation, genomes FROM populations ORDER BY generation"
+        )
         return {
             generation: [[int(b) for b in key.split(",")] for key in json.loads(text)]
             for generation, text in rows

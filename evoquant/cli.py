@@ -34,49 +34,66 @@ def quantize(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     if args.no_alpha:
         config = config.model_copy(
-            update={"quant": config.quant.model_copy(update={"alpha": AlphaConfig(enabled=False)})}
+            update={
+                "quant": config.quant.model_copy(
+                    update={"alpha": AlphaConfig(enabled=False)}
+                )
+            }
         )
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, None)
     prepared = prepare(config, run_dir)
-    fitness = GenomeFitness(prepared.problem, prepared.model, prepared.table, prepared.layers)
+    fitness = GenomeFitness(
+        prepared.problem, prepared.model, prepared.table, prepared.layers, config.error
+    )
     widths = [args.bits] if args.bits else [w for w, _ in prepared.table.bit_configs]
     rows = [{"config": "FP32"} | fitness(None)]
     for config_bits in prepared.table.bit_configs:
         if config_bits[0] in widths:
             genome = [config_bits] * len(prepared.layers)
-            rows.append({"config": f"W{config_bits[0]}A{config_bits[1]}"} | fitness(genome))
+            rows.append(
+                {"config": f"W{config_bits[0]}A{config_bits[1]}"} | fitness(genome)
+            )
     (run_dir / "uniform.json").write_text(json.dumps(rows, indent=1))
     print_uniform_table(rows, config, run_dir)
 
 
+BIT_COLUMNS = {"f_bits", "relative_cost", "compression", "avg_weight_bits", "megabytes"}
+
+
 def print_uniform_table(rows: list[dict], config: RunConfig, run_dir: Path) -> None:
     alpha = "alpha" if config.quant.alpha.enabled else "min/max (no alpha)"
-    table = Table(title=f"{config.problem.name}: uniform configurations, {config.quant.scheme} scheme, {alpha}")
-    extra = [key for key in rows[0] if key not in {"config", "f_bits", "relative_cost", "f_cos"}
-             and key not in {"error", "compression", "avg_weight_bits", "megabytes"}]
-    for column in ["config", "F_bits", "relative cost", "F_cos", *extra]:
+    table = Table(
+        title=f"{config.problem.name}: uniform configurations, "
+        f"{config.quant.scheme} scheme, {alpha}"
+    )
+    metrics = [key for key in rows[0] if key not in BIT_COLUMNS | {"config", "error"}]
+    for column in ["config", "F_bits", "relative cost", *metrics]:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
             row["config"],
             f"{row['f_bits']:.4g}",
             f"{row['relative_cost']:.4f}",
-            f"{row['f_cos']:.3e}",
-            *[f"{row[key]:.4f}" for key in extra],
+            *[f"{row[key]:.4g}" for key in metrics],
         )
     console = Console()
     console.print(table)
-    console.print(f"quantization table and uniform.json in {run_dir}")
+    console.print(f"error objective: {config.error}; table and uniform.json in {run_dir}")
 
 
 def search(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     overrides = {
         key: value
-        for key, value in {"generations": args.generations, "pop_size": args.pop_size}.items()
+        for key, value in {
+            "generations": args.generations,
+            "pop_size": args.pop_size,
+        }.items()
         if value is not None
     }
-    update = {"search": config.search.model_validate(config.search.model_dump() | overrides)}
+    update = {
+        "search": config.search.model_validate(config.search.model_dump() | overrides)
+    }
     if args.seed is not None:
         update["seed"] = args.seed
     config = config.model_copy(update=update)
@@ -143,26 +160,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    command = commands.add_parser("quantize", help="calibrate and compare uniform bit-widths")
+    command = commands.add_parser(
+        "quantize", help="calibrate and compare uniform bit-widths"
+    )
     command.add_argument("config")
-    command.add_argument("--bits", type=int, choices=[2, 4, 8, 16], help="only this weight bit-width")
-    command.add_argument("--no-alpha", action="store_true", help='min/max scales only (the "Q" variant)')
-    command.add_argument("--run-dir", help="where the quantization table goes (default runs/CONFIG_NAME)")
+    command.add_argument(
+        "--bits", type=int, choices=[2, 4, 8, 16], help="only this weight bit-width"
+    )
+    command.add_argument(
+        "--no-alpha", action="store_true", help='min/max scales only (the "Q" variant)'
+    )
+    command.add_argument(
+        "--run-dir", help="where the quantization table goes (default runs/CONFIG_NAME)"
+    )
     command.set_defaults(handler=quantize)
 
-    command = commands.add_parser("search", help="run the NSGA-II mixed-precision search")
+    command = commands.add_parser(
+        "search", help="run the NSGA-II mixed-precision search"
+    )
     command.add_argument("config")
-    command.add_argument("--name", help="run directory name under runs/ (default: config name)")
+    command.add_argument(
+        "--name", help="run directory name under runs/ (default: config name)"
+    )
     command.add_argument("--seed", type=int)
     command.add_argument("--generations", type=int)
     command.add_argument("--pop-size", type=int)
-    command.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
+    command.add_argument(
+        "-q", "--quiet", action="store_true", help="no live progress display"
+    )
     command.set_defaults(handler=search)
 
-    command = commands.add_parser("resume", help="continue a run from its latest checkpoint")
+    command = commands.add_parser(
+        "resume", help="continue a run from its latest checkpoint"
+    )
     command.add_argument("run_dir")
-    command.add_argument("--generations", type=int, help="run until this many generations")
-    command.add_argument("--config", help="a changed config to resume with (needs --force)")
+    command.add_argument(
+        "--generations", type=int, help="run until this many generations"
+    )
+    command.add_argument(
+        "--config", help="a changed config to resume with (needs --force)"
+    )
     command.add_argument("--force", action="store_true", help="accept a changed config")
     command.add_argument("-q", "--quiet", action="store_true")
     command.set_defaults(handler=resume)
@@ -179,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     try:
         args.handler(args)
     except UserError as error:

@@ -105,7 +105,8 @@ class SearchConfig(Section):
 
 class RunConfig(Section):
     problem: ProblemConfig
-    error: Literal["cos"] = "cos"
+    error: str = "f_cos"
+    """The metric minimised as the error objective: f_cos or one of the problem's error metrics."""
     quant: QuantConfig = QuantConfig()
     layers: LayersConfig = LayersConfig()
     search: SearchConfig = SearchConfig()

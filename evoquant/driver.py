@@ -23,7 +23,9 @@ LOG_FILE = "run.log"
 def log_to_run_dir(run_dir: Path) -> None:
     """Everything evoquant logs also goes to ``run.log`` in the run dir."""
     handler = logging.FileHandler(run_dir / LOG_FILE)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
@@ -32,11 +34,15 @@ def log_to_run_dir(run_dir: Path) -> None:
 
 def build_space(prepared: Prepared, config: RunConfig) -> SearchSpace:
     first_batch = prepared.problem.calibration_batches[0]
-    macs = measure_macs(prepared.model, prepared.problem.run, first_batch, prepared.layers)
+    macs = measure_macs(
+        prepared.model, prepared.problem.run, first_batch, prepared.layers
+    )
     space = SearchSpace.from_config(prepared.layers, config, macs=macs)
     missing = sorted(space.reachable_configs() - set(prepared.table.bit_configs))
     if missing:
-        raise UserError(f"quant.bit_configs lacks {missing}, which the search space can produce")
+        raise UserError(
+            f"quant.bit_configs lacks {missing}, which the search space can produce"
+        )
     return space
 
 
@@ -51,17 +57,27 @@ def run_search(
 ) -> Path:
     """Start (or resume) the search in ``run_dir``; returns the plots folder."""
     if not resume and (run_dir / RUN_FILE).exists():
-        raise UserError(f"{run_dir} already holds a run: resume it or choose another --name")
+        raise UserError(
+            f"{run_dir} already holds a run: resume it or choose another --name"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     log_to_run_dir(run_dir)
     prepared = prepare(config, run_dir)
     space = build_space(prepared, config)
-    fitness = GenomeFitness(prepared.problem, prepared.model, prepared.table, prepared.layers)
+    fitness = GenomeFitness(
+        prepared.problem, prepared.model, prepared.table, prepared.layers, config.error
+    )
     total_generations = generations or config.search.generations
     checkpoint = load_latest(run_dir / CHECKPOINT_DIR) if resume else None
-    done = 0 if checkpoint is None else (checkpoint.generation + 1) * config.search.pop_size
+    done = (
+        0
+        if checkpoint is None
+        else (checkpoint.generation + 1) * config.search.pop_size
+    )
     with SearchProgress(
-        total_generations * config.search.pop_size, done, enabled=show_progress and sys.stderr.isatty()
+        total_generations * config.search.pop_size,
+        done,
+        enabled=show_progress and sys.stderr.isatty(),
     ) as progress:
         evaluator = progress.wrap(LocalEvaluator(fitness, space))
         search = Search(run_dir, config, space, evaluator, resume=resume, force=force)
@@ -71,7 +87,11 @@ def run_search(
             space.gene_names,
             [space.to_bits(g) for g in space.uniform_genomes()],
             config.search.objectives,
-            {"problem": config.problem.name, "layers": len(space.layers), "config digest": config.digest()},
+            {
+                "problem": config.problem.name,
+                "layers": len(space.layers),
+                "config digest": config.digest(),
+            },
         )
 
         def on_generation(generation, genomes, objectives):

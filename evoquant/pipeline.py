@@ -37,5 +37,9 @@ def prepare(config: RunConfig, run_dir: str | Path) -> Prepared:
     table, rebuilt = load_or_build(
         run_dir, model, layers, problem.run, problem.calibration_batches, config.quant
     )
-    log.info("%s quantization table for %d layers", "built" if rebuilt else "reused", len(layers))
+    log.info(
+        "%s quantization table for %d layers",
+        "built" if rebuilt else "reused",
+        len(layers),
+    )
     return Prepared(problem, model, layers, table)

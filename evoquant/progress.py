@@ -60,7 +60,8 @@ class SearchProgress:
 
     def _describe(self) -> None:
         self.bar.update(
-            self.task, detail=f"{self.evaluated} evaluated, {self.cache_hits} cache hits"
+            self.task,
+            detail=f"{self.evaluated} evaluated, {self.cache_hits} cache hits",
         )
 
     def __enter__(self) -> Self:

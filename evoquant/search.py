@@ -163,7 +163,9 @@ class Search:
         100 x 50 is 5,000 evaluations, as in the thesis. Returns the final population:
         genomes as bit lists and their objectives.
         """
-        last = (self.config.search.generations if generations is None else generations) - 1
+        last = (
+            self.config.search.generations if generations is None else generations
+        ) - 1
         while self.generation < last:
             infills = self.algorithm.ask()
             if infills is None or len(infills) == 0:

@@ -124,7 +124,10 @@ class SearchSpace:
     def gene_names(self) -> list[str]:
         """One label per gene: the layer name, suffixed with W or A under ``two_genes``."""
         if self.policy == "two_genes":
-            return [f"{self.layers[i].name} ({role[0].upper()})" for i, role, _ in self._genes]
+            return [
+                f"{self.layers[i].name} ({role[0].upper()})"
+                for i, role, _ in self._genes
+            ]
         return [layer.name for layer in self.layers]
 
     def reachable_configs(self) -> set[tuple[int, int]]:
@@ -133,7 +136,9 @@ class SearchSpace:
         if self.policy == "two_genes":
             pairs = zip(alphabets[0::2], alphabets[1::2])
             return {(w, a) for weights, acts in pairs for w in weights for a in acts}
-        return {(w, thesis_activation_bits(w)) for alphabet in alphabets for w in alphabet}
+        return {
+            (w, thesis_activation_bits(w)) for alphabet in alphabets for w in alphabet
+        }
 
     @property
     def gene_alphabets(self) -> list[tuple[int, ...]]:

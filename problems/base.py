@@ -11,8 +11,9 @@ from torch import Tensor, nn
 Batch = Any
 """Whatever the problem's ``run`` accepts: a tensor, a tuple (inputs, labels), a dict."""
 
-Outputs = Tensor
-"""What ``run`` returns for one batch: a tensor whose first dimension is the sample."""
+Outputs = Any
+"""What ``run`` returns for one batch: a tensor whose first dimension is the sample, or
+anything the problem's ``error_metrics`` understands (e.g. per-sample detections)."""
 
 
 @dataclass
@@ -24,6 +25,9 @@ class Problem:
     model, so detectors and multi-input models need nothing special. ``task_metric``,
     when given, scores the outputs of the fitness batches against the problem's own
     labels (e.g. top-1) and returns named floats; evoquant reports it next to the error.
+    ``error_metrics(reference_outputs, outputs)``, when given, compares quantized with
+    FP32 outputs (e.g. F_box for detectors); the config's ``error`` names which of its
+    metrics (or ``f_cos``, computed for tensor outputs) the search minimises.
     """
 
     name: str
@@ -33,6 +37,9 @@ class Problem:
     run: Callable[[nn.Module, Batch], Outputs]
     task_metric: (
         Callable[[Sequence[Outputs], Sequence[Batch]], dict[str, float]] | None
+    ) = None
+    error_metrics: (
+        Callable[[Sequence[Outputs], Sequence[Outputs]], dict[str, float]] | None
     ) = None
     layer_include: Sequence[str] = field(default_factory=tuple)
     layer_exclude: Sequence[str] = field(default_factory=tuple)

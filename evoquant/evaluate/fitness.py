@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from evoquant.errors import UserError
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import Gene, QuantizedModel
 from evoquant.quant.table import QuantTable
@@ -18,29 +19,57 @@ from problems.base import Problem
 class GenomeFitness:
     """Scores genomes against FP32 reference outputs computed once, at construction.
 
-    Metrics: the bit cost (``f_bits`` and its ratios), ``f_cos``, ``error`` (the
-    run's error objective) and whatever the problem's task metric reports.
+    Metrics: the bit cost (``f_bits`` and its ratios), ``f_cos`` (tensor outputs),
+    the problem's error metrics, ``error`` (the one named by ``error``, the run's
+    error objective) and whatever the problem's task metric reports.
     """
 
-    def __init__(self, problem: Problem, model: nn.Module, table: QuantTable, layers: Sequence[Layer]):
+    def __init__(
+        self,
+        problem: Problem,
+        model: nn.Module,
+        table: QuantTable,
+        layers: Sequence[Layer],
+        error: str = "f_cos",
+    ):
         self.problem = problem
         self.layers = list(layers)
+        self.error = error
         with torch.no_grad():
-            self.reference = [problem.run(model, batch) for batch in problem.fitness_batches]
+            self.reference = [
+                problem.run(model, batch) for batch in problem.fitness_batches
+            ]
+        available = self.error_metrics(self.reference)
+        if error not in available:
+            raise UserError(f"error metric {error!r} is not one of {sorted(available)}")
         self.quantized = QuantizedModel(model, table)
+
+    def error_metrics(self, outputs: Sequence) -> dict[str, float]:
+        """Every error of ``outputs`` against the FP32 reference."""
+        metrics = {}
+        if all(isinstance(out, torch.Tensor) for out in outputs):
+            metrics["f_cos"] = f_cos(self.reference, outputs)
+        if self.problem.error_metrics is not None:
+            metrics |= self.problem.error_metrics(self.reference, outputs)
+        return metrics
 
     def outputs(self, genome: Sequence[Gene] | None) -> tuple[list, list]:
         """The model's outputs on the fitness batches under ``genome`` and its resolved configs."""
         configs = self.quantized.apply(genome)
         with torch.no_grad():
-            outputs = [self.problem.run(self.quantized.model, batch) for batch in self.problem.fitness_batches]
+            outputs = [
+                self.problem.run(self.quantized.model, batch)
+                for batch in self.problem.fitness_batches
+            ]
         return outputs, configs
 
     def __call__(self, genome: Sequence[Gene] | None) -> dict[str, float]:
         outputs, configs = self.outputs(genome)
-        metrics = bit_metrics(self.layers, [None if c is None else c[0] for c in configs])
-        metrics["f_cos"] = f_cos(self.reference, outputs)
-        metrics["error"] = metrics["f_cos"]
+        metrics = bit_metrics(
+            self.layers, [None if c is None else c[0] for c in configs]
+        )
+        metrics |= self.error_metrics(outputs)
+        metrics["error"] = metrics[self.error]
         if self.problem.task_metric is not None:
             metrics |= self.problem.task_metric(outputs, self.problem.fitness_batches)
         return metrics

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 class LocalEvaluator:
     """Runs ``GenomeFitness`` in this process; a genome that raises is recorded as failed."""
 
-    def __init__(self, fitness: GenomeFitness, space: SearchSpace, threads: int | None = None):
+    def __init__(
+        self, fitness: GenomeFitness, space: SearchSpace, threads: int | None = None
+    ):
         self.fitness = fitness
         self.space = space
         self.threads = threads

@@ -61,7 +61,9 @@ class RunReport:
         """The report of an existing run, as its search set it up."""
         path = Path(run_dir) / REPORT_FILE
         if not path.is_file():
-            raise UserError(f"{run_dir} has no {REPORT_FILE}: no generation was ever reported")
+            raise UserError(
+                f"{run_dir} has no {REPORT_FILE}: no generation was ever reported"
+            )
         state = json.loads(path.read_text())
         return cls(
             run_dir,
@@ -77,7 +79,9 @@ class RunReport:
         found = self.archive.get_many(genomes)
         unique = dict.fromkeys(tuple(g) for g in genomes)
         return [
-            {"bits": list(g)} | found[g] for g in unique if g in found and FAILED not in found[g]
+            {"bits": list(g)} | found[g]
+            for g in unique
+            if g in found and FAILED not in found[g]
         ]
 
     def generation(self, generation: int, genomes: Sequence[Sequence[int]]) -> None:
@@ -86,8 +90,12 @@ class RunReport:
         front = pareto_front(population, self.objectives)
         plots = self.run_dir / PLOTS_DIR
         plots.mkdir(exist_ok=True)
-        plot_generation(plots / f"gen_{generation:04d}.png", generation, population, front, uniform)
-        self.hv_history[generation] = points_hypervolume(front, reference_point(uniform))
+        plot_generation(
+            plots / f"gen_{generation:04d}.png", generation, population, front, uniform
+        )
+        self.hv_history[generation] = points_hypervolume(
+            front, reference_point(uniform)
+        )
         write_text_atomic(self.hv_path, json.dumps(self.hv_history, indent=1))
         plot_hypervolume(plots / "hypervolume.png", self.hv_history)
         write_front(self.run_dir, front, self.gene_names)
@@ -97,7 +105,12 @@ class RunReport:
             "hypervolume": f"{self.hv_history[generation]:.6g}",
         }
         write_summary(
-            self.run_dir, front, knee_point(front, self.objectives), uniform, self.gene_names, info
+            self.run_dir,
+            front,
+            knee_point(front, self.objectives),
+            uniform,
+            self.gene_names,
+            info,
         )
 
     def redraw(self) -> int:

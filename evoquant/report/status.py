@@ -25,14 +25,20 @@ def run_status(run_dir: str | Path) -> dict:
         found = archive.get_many(population)
     finally:
         archive.close()
-    points = [{"bits": list(g)} | found[tuple(g)] for g in population if tuple(g) in found and "failed" not in found[tuple(g)]]
+    points = [
+        {"bits": list(g)} | found[tuple(g)]
+        for g in population
+        if tuple(g) in found and "failed" not in found[tuple(g)]
+    ]
     front = pareto_front(points, config.search.objectives) if points else []
     hv_path = run_dir / HYPERVOLUME_FILE
     hv = json.loads(hv_path.read_text()) if hv_path.exists() else {}
     remaining = config.search.generations - 1 - generation
     eta = None
     if records and generation >= 0:
-        per_generation = (records[-1]["created"] - records[0]["created"]) / max(generation, 1)
+        per_generation = (records[-1]["created"] - records[0]["created"]) / max(
+            generation, 1
+        )
         eta = max(remaining, 0) * per_generation
     best = {}
     if front:
