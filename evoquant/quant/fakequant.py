@@ -17,7 +17,7 @@ Alpha multiplies the scale and keeps the zero-point (the thesis applies
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -41,6 +41,11 @@ class QParams:
     qmax: int
     axis: int | None
     fp16: bool = False
+    symmetric: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # decided once here so that fake_quantize never syncs a GPU to ask
+        object.__setattr__(self, "symmetric", not bool(self.zero_point.any()))
 
 
 def integer_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -97,17 +102,15 @@ def _broadcast(values: Tensor, axis: int | None, ndim: int) -> Tensor:
 def fake_quantize(x: Tensor, qp: QParams) -> Tensor:
     """Quantize and dequantize ``x`` with round-half-to-even, as ONNX QuantizeLinear does.
 
-    ``clamp(round(x/S) + Z, qmin, qmax) - Z == clamp(round(x/S), qmin - Z, qmax - Z)``
-    exactly, because Z is an integer: one clamp with shifted bounds and in-place
-    steps keep this at four passes over ``x`` and one allocation.
+    Every step after the division runs in place on one new tensor, and the clamp has
+    scalar bounds: a clamp with per-channel tensor bounds is several times slower on
+    CPU than adding and subtracting the zero-point around a scalar clamp.
     """
     if qp.fp16:
         return x.to(torch.float16).to(x.dtype)
-    scale = _broadcast(qp.scale, qp.axis, x.ndim)
-    q = torch.div(x, scale).round_()
-    if qp.zero_point.ndim == 0 or qp.axis is None:
-        q.clamp_(qp.qmin - qp.zero_point.item(), qp.qmax - qp.zero_point.item())
-    else:
-        zero_point = _broadcast(qp.zero_point, qp.axis, x.ndim)
-        torch.clamp(q, qp.qmin - zero_point, qp.qmax - zero_point, out=q)
-    return q.mul_(scale)
+    q = torch.div(x, _broadcast(qp.scale, qp.axis, x.ndim)).round_()
+    if qp.symmetric:
+        return q.clamp_(qp.qmin, qp.qmax).mul_(_broadcast(qp.scale, qp.axis, x.ndim))
+    zero_point = _broadcast(qp.zero_point, qp.axis, x.ndim)
+    q.add_(zero_point).clamp_(qp.qmin, qp.qmax).sub_(zero_point)
+    return q.mul_(_broadcast(qp.scale, qp.axis, x.ndim))
