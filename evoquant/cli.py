@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evoquant.archive import ARCHIVE_FILE, Archive
-from evoquant.config import AlphaConfig, RunConfig, load_config
+from evoquant.config import AlphaConfig, RunConfig, load_config, parse_config
 from evoquant.driver import run_search
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
@@ -91,9 +91,10 @@ def search(args: argparse.Namespace) -> None:
         }.items()
         if value is not None
     }
-    update = {
-        "search": config.search.model_validate(config.search.model_dump() | overrides)
+    search_config = config.model_dump() | {
+        "search": config.search.model_dump() | overrides
     }
+    update = {"search": parse_config(search_config, "command line").search}
     if args.seed is not None:
         update["seed"] = args.seed
     config = config.model_copy(update=update)
@@ -214,11 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_console_logging(verbose: bool) -> None:
+    """Warnings on the terminal (everything with -v); run.log gets every INFO line."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "evoquant-console"]:
+        root.removeHandler(handler)
+    console = logging.StreamHandler()
+    console.set_name("evoquant-console")
+    console.setFormatter(logging.Formatter("%(message)s"))
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    configure_console_logging(args.verbose)
     try:
         args.handler(args)
     except UserError as error:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from evoquant.checkpoint import CHECKPOINT_DIR, load_latest
@@ -20,16 +22,20 @@ from evoquant.space import SearchSpace, measure_macs
 LOG_FILE = "run.log"
 
 
-def log_to_run_dir(run_dir: Path) -> None:
-    """Everything evoquant logs also goes to ``run.log`` in the run dir."""
+@contextmanager
+def log_to_run_dir(run_dir: Path) -> Iterator[None]:
+    """While it lasts, everything evoquant logs also goes to ``run.log`` in the run dir."""
     handler = logging.FileHandler(run_dir / LOG_FILE)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
-    logging.getLogger("evoquant").setLevel(logging.INFO)
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def build_space(prepared: Prepared, config: RunConfig) -> SearchSpace:
@@ -61,46 +67,52 @@ def run_search(
             f"{run_dir} already holds a run: resume it or choose another --name"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_to_run_dir(run_dir)
-    prepared = prepare(config, run_dir)
-    space = build_space(prepared, config)
-    fitness = GenomeFitness(
-        prepared.problem, prepared.model, prepared.table, prepared.layers, config.error
-    )
-    total_generations = generations or config.search.generations
-    checkpoint = load_latest(run_dir / CHECKPOINT_DIR) if resume else None
-    done = (
-        0
-        if checkpoint is None
-        else (checkpoint.generation + 1) * config.search.pop_size
-    )
-    with SearchProgress(
-        total_generations * config.search.pop_size,
-        done,
-        enabled=show_progress and sys.stderr.isatty(),
-    ) as progress:
-        evaluator = progress.wrap(LocalEvaluator(fitness, space))
-        search = Search(run_dir, config, space, evaluator, resume=resume, force=force)
-        report = RunReport(
-            run_dir,
-            search.archive,
-            space.gene_names,
-            [space.to_bits(g) for g in space.uniform_genomes()],
-            config.search.objectives,
-            {
-                "problem": config.problem.name,
-                "layers": len(space.layers),
-                "config digest": config.digest(),
-            },
+    with log_to_run_dir(run_dir):
+        prepared = prepare(config, run_dir)
+        space = build_space(prepared, config)
+        fitness = GenomeFitness(
+            prepared.problem,
+            prepared.model,
+            prepared.table,
+            prepared.layers,
+            config.error,
         )
+        total_generations = generations or config.search.generations
+        checkpoint = load_latest(run_dir / CHECKPOINT_DIR) if resume else None
+        done = (
+            0
+            if checkpoint is None
+            else (checkpoint.generation + 1) * config.search.pop_size
+        )
+        with SearchProgress(
+            total_generations * config.search.pop_size,
+            done,
+            enabled=show_progress and sys.stderr.isatty(),
+        ) as progress:
+            evaluator = progress.wrap(LocalEvaluator(fitness, space))
+            search = Search(
+                run_dir, config, space, evaluator, resume=resume, force=force
+            )
+            report = RunReport(
+                run_dir,
+                search.archive,
+                space.gene_names,
+                [space.to_bits(g) for g in space.uniform_genomes()],
+                config.search.objectives,
+                {
+                    "problem": config.problem.name,
+                    "layers": len(space.layers),
+                    "config digest": config.digest(),
+                },
+            )
 
-        def on_generation(generation, genomes, objectives):
-            report.generation(generation, genomes)
-            progress.generation_done(generation, *search.counts)
+            def on_generation(generation, genomes, objectives):
+                report.generation(generation, genomes)
+                progress.generation_done(generation, *search.counts)
 
-        search.on_generation = on_generation
-        try:
-            search.run(generations)
-        finally:
-            search.close()
-    return run_dir / PLOTS_DIR
+            search.on_generation = on_generation
+            try:
+                search.run(generations)
+            finally:
+                search.close()
+        return run_dir / PLOTS_DIR
