@@ -20,7 +20,7 @@ from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.pipeline import prepare
 from evoquant.report.run import PLOTS_DIR, RunReport
 from evoquant.report.status import run_status
-from evoquant.search import read_run_config
+from evoquant.search import RUN_FILE, read_run_config
 
 DEFAULT_RUNS = Path("runs")
 
@@ -41,7 +41,8 @@ def quantize(args: argparse.Namespace) -> None:
             }
         )
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, None)
-    prepared = prepare(config, run_dir)
+    # the table of a search run is part of its results: never replace it from here
+    prepared = prepare(config, run_dir, rebuild_stale=not (run_dir / RUN_FILE).exists())
     fitness = GenomeFitness(
         prepared.problem, prepared.model, prepared.table, prepared.layers, config.error
     )
@@ -78,7 +79,9 @@ def print_uniform_table(rows: list[dict], config: RunConfig, run_dir: Path) -> N
         )
     console = Console()
     console.print(table)
-    console.print(f"error objective: {config.error}; table and uniform.json in {run_dir}")
+    console.print(
+        f"error objective: {config.error}; table and uniform.json in {run_dir}"
+    )
 
 
 def search(args: argparse.Namespace) -> None:
@@ -97,7 +100,7 @@ def search(args: argparse.Namespace) -> None:
     update = {"search": parse_config(search_config, "command line").search}
     if args.seed is not None:
         update["seed"] = args.seed
-    config = config.model_copy(update=update)
+    config = with_evaluator_flags(config.model_copy(update=update), args)
     run_dir = default_run_dir(args.config, args.name)
     plots = run_search(config, run_dir, show_progress=not args.quiet)
     print_finished(run_dir, plots)
@@ -108,6 +111,7 @@ def resume(args: argparse.Namespace) -> None:
     config = read_run_config(run_dir)
     if args.config:
         config = load_config(args.config)
+    config = with_evaluator_flags(config, args)
     plots = run_search(
         config,
         run_dir,
@@ -117,6 +121,57 @@ def resume(args: argparse.Namespace) -> None:
         show_progress=not args.quiet,
     )
     print_finished(run_dir, plots)
+
+
+def add_evaluator_flags(command: argparse.ArgumentParser) -> None:
+    """Where ``search`` and ``resume`` score genomes; each flag overrides the config's ``evaluator``."""
+    group = command.add_argument_group("evaluation")
+    group.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        help="in this process or on Ray (default)",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        help="Ray workers (default: every CPU, or every GPU for a CUDA model)",
+    )
+    group.add_argument(
+        "--ray-address",
+        help="join this Ray cluster; 'auto': the one 'ray start --head' made "
+        "(default: a private local Ray instance)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="GPUs each worker reserves; a fraction shares a GPU",
+    )
+    group.add_argument(
+        "--ray-dashboard",
+        action="store_true",
+        default=None,
+        help="serve Ray's dashboard on 127.0.0.1 (private instance only)",
+    )
+
+
+def with_evaluator_flags(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """``config`` with the evaluation flags given on the command line, validated as the file is."""
+    flags = {
+        "backend": args.backend,
+        "workers": args.workers,
+        "ray_address": args.ray_address,
+        "gpus_per_worker": args.gpus_per_worker,
+        "ray_dashboard": args.ray_dashboard,
+    }
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if not overrides:
+        return config
+    data = config.model_dump() | {
+        "evaluator": config.evaluator.model_dump() | overrides
+    }
+    return config.model_copy(
+        update={"evaluator": parse_config(data, "command line").evaluator}
+    )
 
 
 def print_finished(run_dir: Path, plots: Path) -> None:
@@ -189,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "-q", "--quiet", action="store_true", help="no live progress display"
     )
+    add_evaluator_flags(command)
     command.set_defaults(handler=search)
 
     command = commands.add_parser(
@@ -203,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--force", action="store_true", help="accept a changed config")
     command.add_argument("-q", "--quiet", action="store_true")
+    add_evaluator_flags(command)
     command.set_defaults(handler=resume)
 
     command = commands.add_parser("status", help="where a run stands")

@@ -11,12 +11,16 @@ from pathlib import Path
 from evoquant.checkpoint import CHECKPOINT_DIR, load_latest
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
+from evoquant.evaluate.attempt import fixed_threads
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.evaluate.local import LocalEvaluator
+from evoquant.evaluate.ray_backend import RayEvaluator
+from evoquant.evaluate.ray_session import check_address
+from evoquant.evaluate.worker import ProblemFitness
 from evoquant.pipeline import Prepared, prepare
 from evoquant.progress import SearchProgress
 from evoquant.report.run import PLOTS_DIR, RunReport
-from evoquant.search import RUN_FILE, Search
+from evoquant.search import RUN_FILE, Search, check_resumable
 from evoquant.space import SearchSpace, measure_macs
 
 LOG_FILE = "run.log"
@@ -52,6 +56,31 @@ def build_space(prepared: Prepared, config: RunConfig) -> SearchSpace:
     return space
 
 
+def build_evaluator(
+    config: RunConfig, prepared: Prepared, space: SearchSpace, run_dir: Path
+) -> LocalEvaluator | RayEvaluator:
+    """The configured back-end, not started yet: Ray comes up when it is entered."""
+    options = config.evaluator
+    if options.backend == "local":
+        # the FP32 references, made the way a Ray worker makes them
+        with fixed_threads(options.threads_per_worker):
+            fitness = GenomeFitness(
+                prepared.problem,
+                prepared.model,
+                prepared.table,
+                prepared.layers,
+                config.error,
+            )
+        return LocalEvaluator(
+            fitness, space, options.threads_per_worker, options.retries
+        )
+    factory = ProblemFitness(
+        config.problem.name, config.problem.args, prepared.layers, config.error
+    )
+    on_cuda = any(p.is_cuda for p in prepared.model.parameters())
+    return RayEvaluator(factory, prepared.table, space, options, run_dir, on_cuda)
+
+
 def run_search(
     config: RunConfig,
     run_dir: Path,
@@ -66,17 +95,17 @@ def run_search(
         raise UserError(
             f"{run_dir} already holds a run: resume it or choose another --name"
         )
+    if generations is not None and generations < 1:
+        raise UserError("--generations must be at least 1")
+    if resume:
+        check_resumable(run_dir, config, force)  # before anything in run_dir is touched
+    if config.evaluator.backend == "ray" and config.evaluator.ray_address:
+        check_address(config.evaluator.ray_address)
     run_dir.mkdir(parents=True, exist_ok=True)
     with log_to_run_dir(run_dir):
-        prepared = prepare(config, run_dir)
+        prepared = prepare(config, run_dir, rebuild_stale=not resume or force)
         space = build_space(prepared, config)
-        fitness = GenomeFitness(
-            prepared.problem,
-            prepared.model,
-            prepared.table,
-            prepared.layers,
-            config.error,
-        )
+        backend = build_evaluator(config, prepared, space, run_dir)
         total_generations = generations or config.search.generations
         checkpoint = load_latest(run_dir / CHECKPOINT_DIR) if resume else None
         done = (
@@ -89,9 +118,13 @@ def run_search(
             done,
             enabled=show_progress and sys.stderr.isatty(),
         ) as progress:
-            evaluator = progress.wrap(LocalEvaluator(fitness, space))
             search = Search(
-                run_dir, config, space, evaluator, resume=resume, force=force
+                run_dir,
+                config,
+                space,
+                progress.wrap(backend),
+                resume=resume,
+                force=force,
             )
             report = RunReport(
                 run_dir,
@@ -112,7 +145,8 @@ def run_search(
 
             search.on_generation = on_generation
             try:
-                search.run(generations)
+                with backend:
+                    search.run(generations)
             finally:
                 search.close()
         return run_dir / PLOTS_DIR

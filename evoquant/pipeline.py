@@ -25,7 +25,9 @@ class Prepared:
     table: QuantTable
 
 
-def prepare(config: RunConfig, run_dir: str | Path) -> Prepared:
+def prepare(
+    config: RunConfig, run_dir: str | Path, rebuild_stale: bool = True
+) -> Prepared:
     """Build the problem and its model, then load the run's QuantTable or calibrate anew."""
     problem = build_problem(config.problem.name, config.problem.args)
     model = problem.build_model().eval()
@@ -35,7 +37,13 @@ def prepare(config: RunConfig, run_dir: str | Path) -> Prepared:
         exclude=[*problem.layer_exclude, *config.layers.exclude],
     )
     table, rebuilt = load_or_build(
-        run_dir, model, layers, problem.run, problem.calibration_batches, config.quant
+        run_dir,
+        model,
+        layers,
+        problem.run,
+        problem.calibration_batches,
+        config.quant,
+        rebuild_stale,
     )
     log.info(
         "%s quantization table for %d layers",

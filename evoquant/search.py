@@ -104,6 +104,22 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     return parse_config(_read_run_file(Path(run_dir)).get("config"), str(path))
 
 
+def check_resumable(run_dir: str | Path, config: RunConfig, force: bool) -> bool:
+    """Whether ``run_dir`` holds a run of exactly ``config``; another config needs ``force``.
+
+    Reads only, so callers can refuse before anything in the run dir is touched.
+    """
+    stored = _read_run_file(Path(run_dir))["config_digest"]
+    if stored == config.digest():
+        return True
+    if not force:
+        raise UserError(
+            f"{run_dir} was run with another config (digest {stored}, "
+            f"now {config.digest()}): resume with its own config or force"
+        )
+    return False
+
+
 class Search:
     """NSGA-II over a ``SearchSpace``: every result archived, every generation checkpointed.
 
@@ -199,14 +215,9 @@ class Search:
         self._write_run_file()
 
     def _check_run_dir(self, force: bool) -> None:
-        stored = _read_run_file(self.run_dir)["config_digest"]
-        if stored == self.config.digest():
+        if check_resumable(self.run_dir, self.config, force):
             return
-        if not force:
-            raise UserError(
-                f"{self.run_dir} was run with another config (digest {stored}, "
-                f"now {self.config.digest()}): resume with its own config or force"
-            )
+        stored = _read_run_file(self.run_dir)["config_digest"]
         log.warning(
             "resuming %s with a different config (digest %s, was %s)",
             self.run_dir,

@@ -261,16 +261,23 @@ def load_or_build(
     run: Callable,
     batches: Sequence,
     quant: QuantConfig,
+    rebuild_stale: bool = True,
 ) -> tuple[QuantTable, bool]:
     """The table saved in ``directory`` if it is still valid, else a new one (saved there).
 
-    Returns the table and whether it was rebuilt.
+    Returns the table and whether it was rebuilt. With ``rebuild_stale`` False a
+    stale table is an error instead: a resumed run's archive was scored with it.
     """
     directory = Path(directory)
     if (directory / META_FILE).exists():
         table = QuantTable.load(directory)
         if table.key == table_key(model, layers, batches, quant):
             return table, False
+        if not rebuild_stale:
+            raise UserError(
+                f"the model, calibration data or quantization settings changed since "
+                f"{directory} was calibrated: its archived results no longer apply"
+            )
     table = build_quant_table(model, layers, run, batches, quant)
     table.save(directory)
     return table, True

@@ -33,7 +33,9 @@ def run_status(run_dir: str | Path) -> dict:
     front = pareto_front(points, config.search.objectives) if points else []
     hv_path = run_dir / HYPERVOLUME_FILE
     hv = json.loads(hv_path.read_text()) if hv_path.exists() else {}
-    remaining = config.search.generations - 1 - generation
+    remaining = (
+        config.search.generations - 1 - generation
+    )  # resume --generations may pass it
     eta = None
     if records and generation >= 0:
         per_generation = (records[-1]["created"] - records[0]["created"]) / max(
@@ -51,7 +53,7 @@ def run_status(run_dir: str | Path) -> dict:
         "run_dir": str(run_dir),
         "problem": config.problem.name,
         "generation": generation,
-        "generations": config.search.generations,
+        "generations": max(config.search.generations, generation + 1),
         "evaluations": len(records),
         "failed": sum(r["status"] == "failed" for r in records),
         "hypervolume": hv.get(str(generation)),

@@ -1,0 +1,362 @@
+"""The command line on bad input: one line on stderr, exit status 2, nothing on disk damaged.
+
+Every case calls ``evoquant.cli.main`` in-process, except two that run the real
+``python -m evoquant.cli`` to check that no traceback reaches the user. The digits CNN
+is trained once per test session into a cache shared with ``test_cli_search.py``.
+"""
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from evoquant.cli import main
+
+ERROR_PREFIX = "evoquant: error: "
+
+SMALL_ARGS = {"batch_size": 64, "calibration_batches": 2, "fitness_batches": 2}
+SMALL_ALPHA = {"start": 0.9, "stop": 1.1, "step": 0.1}
+
+
+def digits_cache(tmp_path_factory) -> Path:
+    """One weights cache per session, at a path ``test_cli_search.py`` derives the same way."""
+    path = tmp_path_factory.getbasetemp() / "digits-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def small_digits_config(cache_dir: Path, **sections) -> dict:
+    """A digits config that calibrates in a second or two."""
+    config = {
+        "problem": {
+            "name": "digits",
+            "args": {**SMALL_ARGS, "cache_dir": str(cache_dir)},
+        },
+        "quant": {"alpha": SMALL_ALPHA},
+        "search": {"pop_size": 4, "generations": 2},
+    }
+    for key, value in sections.items():
+        config[key] = (
+            {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        )
+    return config
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (relative path -> bytes)."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one thread is faster and immune to contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def changed_files(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
+    return sorted(
+        name for name in {*before, *after} if before.get(name) != after.get(name)
+    )
+
+
+@contextmanager
+def restored_logging():
+    """``main`` adds a console handler (bound to the captured stderr) to the root logger."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    with restored_logging():
+        yield
+
+
+@pytest.fixture
+def cache_dir(tmp_path_factory) -> Path:
+    return digits_cache(tmp_path_factory)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+def user_error(capsys, *argv: str, match: str) -> str:
+    """Run the CLI, expect exit 2 and exactly one ``evoquant: error:`` line containing ``match``."""
+    rc = main(list(argv))
+    _, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert rc == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(ERROR_PREFIX), err
+    assert match in lines[0], err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def assert_no_run(root: Path) -> None:
+    assert not list(root.rglob("run.json"))
+    assert not list(root.rglob("archive.sqlite"))
+
+
+def assert_one_line_in_subprocess(cwd: Path, argv: list[str], match: str) -> None:
+    """``python -m evoquant.cli ARGV``: exit 2, one ``evoquant: error:`` line, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "evoquant.cli", *argv],
+        cwd=cwd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(ERROR_PREFIX) and match in lines[0], done.stderr
+    assert done.stdout == ""
+
+
+# --- config mistakes -------------------------------------------------------------------
+
+
+def test_missing_config_file(capsys, in_tmp):
+    user_error(capsys, "search", "nope.yaml", match="config file not found: nope.yaml")
+    user_error(capsys, "quantize", "nope.yaml", match="config file not found")
+    assert list(in_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ({"bogus": 1}, "bogus: unknown key"),
+        ({"quant": {"bogus": 1}}, "quant.bogus: unknown key"),
+        ({"search": {"pop_size": "x"}}, "search.pop_size"),
+    ],
+    ids=["top-level-key", "nested-key", "wrong-type"],
+)
+@pytest.mark.parametrize("command", ["search", "quantize"])
+def test_invalid_config(capsys, in_tmp, cache_dir, command, extra, where):
+    config = write_config(in_tmp / "bad.yaml", small_digits_config(cache_dir) | extra)
+    line = user_error(capsys, command, str(config), match=where)
+    assert "bad.yaml" in line
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["bad.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        (["--pop-size", "1"], "pop_size must be at least 2"),
+        (["--generations", "0"], "generations must be at least 1"),
+    ],
+)
+def test_bad_search_overrides(capsys, in_tmp, cache_dir, option, match):
+    config = write_config(in_tmp / "digits.yaml", small_digits_config(cache_dir))
+    user_error(capsys, "search", str(config), *option, match=match)
+    assert not (in_tmp / "runs").exists()
+
+
+# --- problem and model mistakes ---------------------------------------------------------
+
+
+def test_unknown_problem(capsys, in_tmp):
+    config = write_config(in_tmp / "c.yaml", {"problem": {"name": "no_such_problem"}})
+    user_error(capsys, "search", str(config), match="unknown problem 'no_such_problem'")
+    user_error(capsys, "quantize", str(config), match="unknown problem")
+    assert_no_run(in_tmp)
+
+
+TORCHVISION_ARGS = {
+    "model": "resnet18",
+    "weights": "/nonexistent.pt",
+    "image_size": 32,
+    "batch_size": 2,
+    "calibration_batches": 1,
+    "fitness_batches": 1,
+}
+
+
+def test_missing_weights_file(capsys, in_tmp):
+    config = {"problem": {"name": "torchvision", "args": TORCHVISION_ARGS}}
+    path = write_config(in_tmp / "tv.yaml", config)
+    user_error(
+        capsys, "quantize", str(path), match="weights file not found: /nonexistent.pt"
+    )
+    user_error(capsys, "search", str(path), match="weights file not found")
+    assert_no_run(in_tmp)
+
+
+def test_unknown_torchvision_model(capsys, in_tmp):
+    args = {**TORCHVISION_ARGS, "model": "resnet_nonexistent", "weights": None}
+    path = write_config(
+        in_tmp / "tv.yaml", {"problem": {"name": "torchvision", "args": args}}
+    )
+    user_error(
+        capsys,
+        "search",
+        str(path),
+        match="'resnet_nonexistent' is not a torchvision classification model",
+    )
+    assert_no_run(in_tmp)
+
+
+def test_layer_pattern_matching_nothing(capsys, in_tmp, cache_dir):
+    config = small_digits_config(cache_dir, layers={"exclude": ["nope*"]})
+    path = write_config(in_tmp / "digits.yaml", config)
+    user_error(capsys, "search", str(path), match="layer pattern 'nope*' matches no")
+    user_error(capsys, "quantize", str(path), match="layer pattern 'nope*' matches no")
+    assert_no_run(in_tmp)
+    assert not list(in_tmp.rglob("quant_table*"))
+
+
+# --- run directory mistakes -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished 2-generation digits run of 4 genomes, made with ``evoquant search``."""
+    root = tmp_path_factory.mktemp("tiny")
+    config = write_config(
+        root / "tiny.yaml", small_digits_config(digits_cache(tmp_path_factory))
+    )
+    with pytest.MonkeyPatch.context() as patch, restored_logging():
+        patch.chdir(root)
+        assert main(["search", str(config), "-q"]) == 0
+    run_dir = root / "runs" / "tiny"
+    assert (run_dir / "run.json").is_file()
+    return run_dir
+
+
+def test_resume_of_a_non_run_directory(capsys, tmp_path):
+    directory = tmp_path / "not_a_run"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("keep me\n")
+    before = snapshot(directory)
+    user_error(
+        capsys, "resume", str(directory), match="is not an evoquant run directory"
+    )
+    user_error(capsys, "resume", str(tmp_path / "missing"), match="not an evoquant run")
+    assert snapshot(directory) == before
+    assert not (tmp_path / "missing").exists()
+
+
+def test_resume_with_a_changed_config_needs_force(capsys, tiny_run, tmp_path):
+    run_config = json.loads((tiny_run / "run.json").read_text())["config"]
+    other = write_config(tmp_path / "other.yaml", run_config | {"seed": 1})
+    before = snapshot(tiny_run)
+    line = user_error(
+        capsys,
+        "resume",
+        str(tiny_run),
+        "--config",
+        str(other),
+        match="was run with another config",
+    )
+    assert "force" in line
+    after = snapshot(tiny_run)
+    assert after["run.json"] == before["run.json"]
+    assert changed_files(before, after) in ([], ["run.log"])  # run.log may gain lines
+
+
+def test_refused_resume_leaves_the_quant_table_alone(capsys, tiny_run, tmp_path):
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    run_config = json.loads((run_dir / "run.json").read_text())["config"]
+    run_config["quant"]["alpha"] = {**run_config["quant"]["alpha"], "stop": 1.2}
+    other = write_config(tmp_path / "other.yaml", run_config)
+    before = snapshot(run_dir)
+    user_error(
+        capsys, "resume", str(run_dir), "--config", str(other), match="another config"
+    )
+    assert changed_files(before, snapshot(run_dir)) in ([], ["run.log"])
+
+
+def test_subprocess_refused_resume_is_one_line(tiny_run, tmp_path):
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    run_config = json.loads((run_dir / "run.json").read_text())["config"]
+    other = write_config(tmp_path / "other.yaml", run_config | {"seed": 1})
+    before = snapshot(run_dir)
+    argv = ["resume", str(run_dir), "--config", str(other)]
+    assert_one_line_in_subprocess(tmp_path, argv, "was run with another config")
+    assert snapshot(run_dir)["run.json"] == before["run.json"]
+
+
+def test_search_into_an_existing_run_is_refused(capsys, tiny_run, monkeypatch):
+    monkeypatch.chdir(tiny_run.parent.parent)
+    before = snapshot(tiny_run)
+    user_error(capsys, "search", "tiny.yaml", match="already holds a run")
+    user_error(
+        capsys, "search", "tiny.yaml", "--name", "tiny", match="already holds a run"
+    )
+    assert snapshot(tiny_run) == before
+
+
+def test_plot_of_a_non_run_directory(capsys, tmp_path):
+    (tmp_path / "stuff.txt").write_text("x")
+    user_error(capsys, "plot", str(tmp_path), match="is not an evoquant run directory")
+    user_error(
+        capsys, "status", str(tmp_path), match="is not an evoquant run directory"
+    )
+    assert snapshot(tmp_path) == {"stuff.txt": b"x"}
+
+
+# --- the real process -------------------------------------------------------------------
+
+
+def test_subprocess_bad_override_is_one_line(tmp_path):
+    write_config(tmp_path / "digits.yaml", {"problem": {"name": "digits"}})
+    argv = ["search", "digits.yaml", "--pop-size", "1"]
+    assert_one_line_in_subprocess(tmp_path, argv, "pop_size must be at least 2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.yaml"]
+
+
+# --- quantize on digits -----------------------------------------------------------------
+
+
+def test_quantize_digits_uniform_table(capsys, in_tmp, cache_dir):
+    path = write_config(in_tmp / "digits.yaml", small_digits_config(cache_dir))
+    assert main(["quantize", str(path)]) == 0
+    out, _ = capsys.readouterr()
+    for label in ["FP32", "W2A8", "W4A8", "W8A8", "W16A16", "F_bits", "top1"]:
+        assert label in out
+    rows = {
+        row["config"]: row
+        for row in json.loads((in_tmp / "runs/digits/uniform.json").read_text())
+    }
+    assert list(rows) == ["FP32", "W2A8", "W4A8", "W8A8", "W16A16"]
+    fp32, w2, w8 = rows["FP32"], rows["W2A8"], rows["W8A8"]
+    assert 0.9 < fp32["top1"] <= 1.0
+    assert abs(w8["top1"] - fp32["top1"]) <= 0.005
+    assert w2["f_cos"] > 10 * w8["f_cos"] > 0
+    costs = [row["relative_cost"] for row in rows.values()]
+    assert costs == [1.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
+    assert (in_tmp / "runs/digits/quant_table.json").is_file()
