@@ -83,6 +83,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "torch_threads": args.threads,
             "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
         },
         "models": {},
     }
