@@ -360,3 +360,21 @@ def test_quantize_digits_uniform_table(capsys, in_tmp, cache_dir):
     costs = [row["relative_cost"] for row in rows.values()]
     assert costs == [1.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
     assert (in_tmp / "runs/digits/quant_table.json").is_file()
+
+
+def test_alpha_lowers_the_w2a8_error_on_digits(in_tmp, cache_dir):
+    """The thesis's finding on our digits CNN: alpha helps most at 2 bits."""
+    config = {
+        "problem": {"name": "digits", "args": {"cache_dir": str(cache_dir)}},
+        "quant": {"bit_configs": [[2, 8]]},
+    }
+    path = write_config(in_tmp / "digits.yaml", config)
+    w2 = {}
+    for flags, run_dir in [([], "alpha"), (["--no-alpha"], "minmax")]:
+        assert main(["quantize", str(path), "--run-dir", run_dir, *flags]) == 0
+        rows = json.loads((in_tmp / run_dir / "uniform.json").read_text())
+        w2[run_dir] = next(row for row in rows if row["config"] == "W2A8")
+    print(
+        "W2A8 f_cos with alpha", w2["alpha"]["f_cos"], "min/max", w2["minmax"]["f_cos"]
+    )
+    assert w2["alpha"]["f_cos"] < w2["minmax"]["f_cos"]
