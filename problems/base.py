@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 Batch = Any
 """Whatever the problem's ``run`` accepts: a tensor, a tuple (inputs, labels), a dict."""
@@ -14,6 +14,18 @@ Batch = Any
 Outputs = Any
 """What ``run`` returns for one batch: a tensor whose first dimension is the sample, or
 anything the problem's ``error_metrics`` understands (e.g. per-sample detections)."""
+
+
+@dataclass(frozen=True)
+class ExportPart:
+    """A sub-network exported as its own ONNX graph: ``module`` is its dotted path in the model.
+
+    Its example inputs are whatever it receives while ``run`` processes the fitness
+    batches, so the export is validated on exactly those inputs.
+    """
+
+    name: str
+    module: str
 
 
 @dataclass
@@ -28,6 +40,9 @@ class Problem:
     ``error_metrics(reference_outputs, outputs)``, when given, compares quantized with
     FP32 outputs (e.g. F_box for detectors); the config's ``error`` names which of its
     metrics (or ``f_cos``, computed for tensor outputs) the search minimises.
+    ``export_parts`` names the sub-networks ``evoquant export`` writes as separate ONNX
+    graphs, for models ONNX or TensorRT cannot take whole (e.g. a custom BEV pooling
+    between them); empty means the whole model is one graph.
     """
 
     name: str
@@ -43,3 +58,4 @@ class Problem:
     ) = None
     layer_include: Sequence[str] = field(default_factory=tuple)
     layer_exclude: Sequence[str] = field(default_factory=tuple)
+    export_parts: Sequence[ExportPart] = field(default_factory=tuple)

@@ -20,6 +20,7 @@ ProblemFactory = Callable[..., Problem]
 BUILTIN_PROBLEMS = {
     "digits": "problems.cnn.digits:digits_problem",
     "torchvision": "problems.cnn.torchvision_models:torchvision_problem",
+    "bevfusion_mini": "problems.bevfusion.mini.problem:bevfusion_mini_problem",
 }
 
 _REGISTERED: dict[str, ProblemFactory] = {}

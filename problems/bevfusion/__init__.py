@@ -1,0 +1,1 @@
+"""BEVFusion problems: camera + LiDAR 3D detectors and their data."""

@@ -1,0 +1,68 @@
+"""Random object layouts: class-typical boxes and unlabelled distractors, not overlapping."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from problems.bevfusion.mini.geometry import BEV_RANGE, CLASS_SIZES, GROUND_Z
+
+CLASS_PROBS = np.array([0.4, 0.15, 0.25, 0.2])
+MOVING_PROB = np.array([0.6, 0.5, 0.7, 0.0])
+SPEED_RANGE = np.array([[2.0, 10.0], [2.0, 8.0], [0.5, 1.5], [0.0, 0.0]])
+"""Moving objects drive or walk along their heading at a speed drawn from this range."""
+MIN_OBJECTS, MAX_OBJECTS = 4, 10
+MARGIN = 2.5
+"""Objects stay this far inside the BEV area so the previous sweep is inside it too."""
+MIN_DISTRACTORS, MAX_DISTRACTORS = 2, 5
+
+
+def _place(
+    rng: np.random.Generator, label: int, boxes: list[np.ndarray], moving: bool
+) -> np.ndarray | None:
+    """A box of class ``label`` clear of ``boxes`` and the ego, or None if it collides."""
+    size = CLASS_SIZES[label] * rng.uniform(0.9, 1.1, 3)
+    xy = rng.uniform(-BEV_RANGE + MARGIN, BEV_RANGE - MARGIN, 2)
+    radius = np.hypot(size[0], size[1]) / 2
+    if np.hypot(*xy) < 3.0 + radius:
+        return None
+    for other in boxes:
+        if np.hypot(*(xy - other[:2])) < radius + np.hypot(*other[3:5]) / 2 + 0.3:
+            return None
+    yaw = rng.uniform(-np.pi, np.pi)
+    speed = 0.0
+    if moving and rng.random() < MOVING_PROB[label]:
+        speed = rng.uniform(*SPEED_RANGE[label])
+    velocity = speed * np.array([np.cos(yaw), np.sin(yaw)])
+    return np.concatenate([xy, [GROUND_Z + size[2] / 2], size, [yaw], velocity])
+
+
+def sample_layout(
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes N x 9, labels N, distractor boxes M x 9) for one scene.
+
+    Distractors ("unknown objects") copy a random class's size, are static and return
+    LiDAR like real objects, so only their neutral colour in the cameras tells them
+    apart: the fused model needs its camera branch, as the real BEVFusion does.
+    """
+    count = rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1)
+    distractors = rng.integers(MIN_DISTRACTORS, MAX_DISTRACTORS + 1)
+    boxes, labels, others = [], [], []
+    for _ in range(300):
+        if len(boxes) == count and len(others) == distractors:
+            break
+        real = len(boxes) < count
+        label = rng.choice(len(CLASS_PROBS), p=CLASS_PROBS)
+        box = _place(rng, label, boxes + others, moving=real)
+        if box is None:
+            continue
+        if real:
+            boxes.append(box)
+            labels.append(label)
+        else:
+            others.append(box)
+    return (
+        np.array(boxes).reshape(-1, 9),
+        np.array(labels, dtype=np.int64),
+        np.array(others).reshape(-1, 9),
+    )

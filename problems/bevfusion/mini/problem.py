@@ -1,0 +1,63 @@
+"""The ``bevfusion_mini`` problem: the shipped mini BEVFusion on synthetic scenes.
+
+Calibration and fitness scenes come from their own seed streams (never seen in
+training). The error metrics are F_box and its parts against the FP32 detections; the
+task metric is mAP / NDS against the scenes' ground truth.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from evoquant.errors import UserError
+from problems.base import Problem
+from problems.bevfusion.detection import BoxErrors, DetectionMetric, run_detector
+from problems.bevfusion.mini.checkpoint import WEIGHTS, load_model
+from problems.bevfusion.mini.dataset import batches
+from problems.bevfusion.mini.geometry import CLASSES
+from problems.bevfusion.mini.registry import DATASETS
+from problems.registry import register_problem
+
+BARRIER = CLASSES.index("barrier")
+
+
+def scene_batches(split: str, batch_size: int, count: int, seed: int) -> list[dict]:
+    """``count`` collated batches of ``batch_size`` scenes from one split."""
+    if batch_size < 1 or count < 1:
+        raise UserError(
+            f"bevfusion_mini {split}: batch_size and batch counts must be >= 1"
+        )
+    dataset = DATASETS.build(
+        {
+            "type": "SyntheticScenes",
+            "split": split,
+            "num_scenes": batch_size * count,
+            "seed": seed,
+        }
+    )
+    return batches(dataset, batch_size, count)
+
+
+@register_problem("bevfusion_mini")
+def bevfusion_mini_problem(
+    batch_size: int = 4,
+    calibration_batches: int = 2,
+    fitness_batches: int = 4,
+    seed: int = 0,
+    weights: str = str(WEIGHTS),
+    ref_score: float = 0.3,
+    max_distance: float = 2.0,
+    center_weight: float = 0.5,
+) -> Problem:
+    """``center_weight`` is F_box's a; ``seed`` picks the scene streams, not the weights."""
+    return Problem(
+        name="bevfusion_mini",
+        build_model=partial(load_model, weights),
+        calibration_batches=scene_batches(
+            "calibration", batch_size, calibration_batches, seed
+        ),
+        fitness_batches=scene_batches("fitness", batch_size, fitness_batches, seed),
+        run=run_detector,
+        task_metric=DetectionMetric(len(CLASSES), [BARRIER], [BARRIER]),
+        error_metrics=BoxErrors(ref_score, max_distance, center_weight),
+    )

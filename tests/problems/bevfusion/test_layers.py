@@ -1,0 +1,46 @@
+"""The mini model's genome is the thesis appendix's 108 layers, in order."""
+
+import csv
+from pathlib import Path
+
+from evoquant.quant.layers import find_layers
+
+APPENDIX = Path(__file__).with_name("thesis_108_layers.tsv")
+"""A copy of the thesis appendix list (shared/thesis_108_layers.tsv)."""
+
+
+def appendix_layers() -> list[tuple[str, str]]:
+    lines = [
+        line for line in APPENDIX.read_text().splitlines() if not line.startswith("#")
+    ]
+    rows = list(csv.DictReader(lines, delimiter="\t"))
+    return [(row["layer"], row["type"]) for row in rows]
+
+
+def test_layers_equal_the_thesis_appendix(untrained_model):
+    layers = find_layers(untrained_model)
+    assert [(layer.name, layer.kind) for layer in layers] == appendix_layers()
+    assert len(layers) == 108
+
+
+def test_main_module_counts(untrained_model):
+    counts: dict[str, int] = {}
+    for layer in find_layers(untrained_model):
+        counts[layer.main_module] = counts.get(layer.main_module, 0) + 1
+    assert counts == {
+        "img_backbone": 76,
+        "img_neck": 4,
+        "view_transform": 9,
+        "fusion_layer": 1,
+        "pts_backbone": 12,
+        "pts_neck": 1,
+        "bbox_head": 5,
+    }
+
+
+def test_unquantized_parts_hold_no_quantizable_layer(untrained_model):
+    names = [layer.name for layer in find_layers(untrained_model)]
+    for prefix in ("pts_voxel_encoder", "pts_middle_encoder", "pts_neck.deblocks.1"):
+        assert not any(name.startswith(prefix) for name in names)
+    assert not any("attn" in n for n in names if n.startswith("bbox_head"))
+    assert not any("prediction_heads" in n for n in names)

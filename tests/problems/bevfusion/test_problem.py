@@ -1,0 +1,128 @@
+"""The bevfusion_mini problem on the shipped checkpoint."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from evoquant.config import AlphaConfig, QuantConfig, load_config
+from evoquant.errors import UserError
+from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.quant.layers import find_layers
+from evoquant.quant.table import build_quant_table
+from problems.bevfusion.mini.checkpoint import WEIGHTS, log_path
+from problems.registry import build_problem
+
+CONFIGS = Path(__file__).parents[3] / "problems" / "configs"
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return build_problem(
+        "bevfusion_mini", {"calibration_batches": 1, "fitness_batches": 4}
+    )
+
+
+@pytest.fixture(scope="module")
+def fitness(problem):
+    model = problem.build_model()
+    layers = find_layers(model)
+    quant = QuantConfig(alpha=AlphaConfig(enabled=False))
+    table = build_quant_table(
+        model, layers, problem.run, problem.calibration_batches, quant
+    )
+    return GenomeFitness(problem, model, table, layers, "f_box")
+
+
+def test_shipped_checkpoint_is_small_and_documented():
+    assert WEIGHTS.stat().st_size <= 5_000_000
+    record = json.loads(log_path(WEIGHTS).read_text())
+    assert record["seed"] == 0 and record["settings"]["threads"] == 1
+    assert record["log"][-1]["step"] == record["settings"]["steps"]
+
+
+def test_fp32_map_on_held_out_scenes(fitness):
+    metrics = fitness(None)
+    assert metrics["mAP"] >= 0.5
+    assert metrics["f_box"] == metrics["e_center"] == metrics["e_yaw_size"] == 0.0
+
+
+def test_uniform_8_bit_is_close_and_2_bit_collapses(fitness):
+    layers = len(fitness.layers)
+    fp32 = fitness(None)
+    w8 = fitness([(8, 8)] * layers)
+    w2 = fitness([(2, 8)] * layers)
+    assert w8["f_box"] < 0.1 and abs(w8["mAP"] - fp32["mAP"]) < 0.03
+    assert w2["f_box"] > 0.5 and w2["mAP"] < fp32["mAP"] - 0.2
+
+
+def test_problem_is_picklable_and_batches_are_split(problem):
+    clone = pickle.loads(pickle.dumps(problem))
+    assert len(clone.fitness_batches) == 4 and len(clone.calibration_batches) == 1
+    calib = problem.calibration_batches[0]["inputs"]["points"][0]
+    fit = problem.fitness_batches[0]["inputs"]["points"][0]
+    assert calib.shape != fit.shape or not (calib == fit).all()
+
+
+def test_missing_weights_is_a_user_error(tmp_path):
+    problem = build_problem(
+        "bevfusion_mini",
+        {
+            "weights": str(tmp_path / "none.safetensors"),
+            "calibration_batches": 1,
+            "fitness_batches": 1,
+        },
+    )
+    with pytest.raises(UserError, match="weights not found"):
+        problem.build_model()
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    problem = build_problem(
+        "bevfusion_mini",
+        {
+            "weights": str(tmp_path / "bad.safetensors"),
+            "calibration_batches": 1,
+            "fitness_batches": 1,
+        },
+    )
+    with pytest.raises(UserError, match="unreadable"):
+        problem.build_model()
+
+
+def test_bad_batch_counts_are_user_errors():
+    with pytest.raises(UserError, match="must be >= 1"):
+        build_problem("bevfusion_mini", {"fitness_batches": 0})
+
+
+@pytest.mark.parametrize("name", ["bevfusion_mini", "bevfusion_mini_demo"])
+def test_configs_carry_the_thesis_settings(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.problem.name == "bevfusion_mini" and config.error == "f_box"
+    assert config.quant.bit_configs == [(2, 8), (4, 8), (8, 8), (16, 16)]
+    assert (
+        config.quant.alpha.grid()[:2] == [0.8, 0.82]
+        and config.quant.alpha.grid()[-1] == 1.2
+    )
+    assert config.search.alphabet == [2, 4, 8, 16]
+    assert (config.search.mutation, config.search.crossover) == ("adjacent", "midpoint")
+    assert config.search.objectives == ["f_bits", "error"]
+    if name == "bevfusion_mini":
+        assert (config.search.pop_size, config.search.generations) == (100, 50)
+
+
+def test_error_metrics_name_f_box_and_its_parts(problem):
+    outputs = [
+        [
+            {
+                "bboxes_3d": torch.zeros(0, 9),
+                "scores_3d": torch.zeros(0),
+                "labels_3d": torch.zeros(0, dtype=torch.long),
+            }
+        ]
+    ]
+    assert set(problem.error_metrics(outputs, outputs)) == {
+        "f_box",
+        "e_center",
+        "e_yaw_size",
+    }

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from problems.bevfusion.mini.dataset import SyntheticScenes
+from problems.bevfusion.mini.geometry import (
+    BEV_RANGE,
+    CLASS_COLOURS,
+    CLASS_SIZES,
+    DISTRACTOR_COLOUR,
+    GROUND_Z,
+    IMAGE_SIZE,
+    camera_rig,
+)
+from problems.bevfusion.mini.layout import sample_layout
+from problems.bevfusion.mini.render import render_camera
+from problems.bevfusion.mini.scenes import make_scene
+
+
+def test_scenes_are_deterministic_and_streams_differ():
+    a, b = make_scene(3, 7), make_scene(3, 7)
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.images, b.images)
+    assert np.array_equal(a.gt_bboxes_3d, b.gt_bboxes_3d)
+    assert not np.array_equal(make_scene(4, 7).points, a.points)
+
+
+def test_boxes_are_class_typical_on_the_ground():
+    for index in range(5):
+        scene = make_scene(0, index)
+        boxes, labels = scene.gt_bboxes_3d, scene.gt_labels_3d
+        assert 4 <= len(boxes) <= 10 and boxes.shape[1] == 9
+        ratio = boxes[:, 3:6] / CLASS_SIZES[labels]
+        assert np.all((ratio > 0.89) & (ratio < 1.11))
+        bottoms = boxes[:, 2] - boxes[:, 5] / 2
+        assert np.allclose(bottoms, GROUND_Z, atol=1e-5)
+        assert np.all(np.abs(boxes[:, :2]) < BEV_RANGE)
+
+
+def test_lidar_sees_every_box_in_the_current_sweep():
+    scene = make_scene(0, 2)
+    current = scene.points[scene.points[:, 4] == 0]
+    assert np.all(np.abs(scene.points[:, :2]) < BEV_RANGE)
+    for box in scene.gt_bboxes_3d:
+        near = (
+            np.linalg.norm(current[:, :2] - box[:2], axis=1)
+            < np.hypot(*box[3:5]) / 2 + 0.2
+        )
+        assert (current[near, 2] > GROUND_Z + 0.2).sum() >= 4
+
+
+def test_camera_sees_a_box_in_front_in_its_class_colour():
+    cam2img, lidar2cam = camera_rig()
+    box = np.array([[10.0, 0, GROUND_Z + 0.85, 4.6, 1.9, 1.7, np.pi / 2, 0, 0]])
+    image = render_camera(
+        box, CLASS_COLOURS[[0]], cam2img[0], np.linalg.inv(lidar2cam[0])
+    )
+    assert image.shape == (3, *IMAGE_SIZE)
+    centre = image[:, IMAGE_SIZE[0] // 2 + 2, IMAGE_SIZE[1] // 2]
+    assert centre[0] > 2 * centre[1]  # red car
+    behind = render_camera(
+        box, CLASS_COLOURS[[0]], cam2img[2], np.linalg.inv(lidar2cam[2])
+    )
+    assert not np.any(behind[0] > 2 * behind[1] + 0.05)
+
+
+def test_dataset_packs_mmdet3d_style_samples():
+    dataset = SyntheticScenes("fitness", 2)
+    sample = dataset[1]
+    assert sample["inputs"]["imgs"].shape == (4, 3, *IMAGE_SIZE)
+    assert sample["inputs"]["points"].shape[1] == 5
+    gt = sample["data_samples"].gt_instances_3d
+    assert gt.bboxes_3d.shape[1] == 9 and len(gt.labels_3d) == len(gt.bboxes_3d)
+    assert sample["data_samples"].cam2img.shape == (4, 4, 4)
+    with pytest.raises(IndexError):
+        dataset[2]
+    with pytest.raises(ValueError, match="unknown split"):
+        SyntheticScenes("validation", 1)
+
+
+def test_distractors_return_lidar_but_are_not_ground_truth():
+    rng = np.random.default_rng([0, 5])
+    boxes, labels, distractors = sample_layout(rng)
+    assert 2 <= len(distractors) <= 5 and len(boxes) == len(labels)
+    assert np.all(distractors[:, 7:9] == 0)
+    scene = make_scene(0, 5)
+    assert np.array_equal(scene.gt_bboxes_3d, boxes.astype(np.float32))
+    current = scene.points[scene.points[:, 4] == 0]
+    for box in distractors:
+        near = (
+            np.linalg.norm(current[:, :2] - box[:2], axis=1) < np.hypot(*box[3:5]) / 2
+        )
+        assert (current[near, 2] > GROUND_Z + 0.2).sum() >= 4
+    cam2img, lidar2cam = camera_rig()
+    ahead = np.array([[10.0, 0, GROUND_Z + 0.85, 4.6, 1.9, 1.7, 0.0, 0, 0]])
+    image = render_camera(
+        ahead, DISTRACTOR_COLOUR[None], cam2img[0], np.linalg.inv(lidar2cam[0])
+    )
+    pixel = image[:, IMAGE_SIZE[0] // 2 + 2, IMAGE_SIZE[1] // 2]
+    assert np.allclose(
+        pixel / pixel.sum(), DISTRACTOR_COLOUR / DISTRACTOR_COLOUR.sum(), atol=0.05
+    )
