@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(BIN)/evoquant search problems/configs/digits.yaml --name demo
+	$(BIN)/evoquant search problems/configs/bevfusion_mini_demo.yaml --name demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
