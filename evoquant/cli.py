@@ -211,6 +211,56 @@ def plot(args: argparse.Namespace) -> None:
     print(f"redrew {count} generations in {run_dir / PLOTS_DIR}/")
 
 
+def export(args: argparse.Namespace) -> None:
+    """Pick a front point, write it as ONNX with Q/DQ (and engines), validate, report."""
+    from evoquant.export.run import export_run  # onnx loads only for this command
+
+    report = export_run(args.run_dir, args.pick, args.out, build_engines=args.engine)
+    console = Console()
+    pick = report["pick"]
+    metrics = ", ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in pick["metrics"].items()
+    )
+    console.print(f"picked front point {pick['index']} ({pick['rule']}): {metrics}")
+    table = Table(title="genome")
+    for column in ["layer", "gene", "deployed", "precision", "promoted because"]:
+        table.add_column(column)
+    for layer in report["layers"]:
+        table.add_row(
+            layer["name"],
+            "W{}A{}".format(*layer["searched"]),
+            "W{}A{}".format(*layer["deployed"]),
+            layer.get("engine_precision") or layer["precision"],
+            layer["reason"],
+        )
+    console.print(table)
+    for part in report["parts"]:
+        for row in part["validation"]:
+            console.print(
+                f"{part['onnx']} {row['output']}: cosine {row['cosine']:.6f} to the "
+                f"fake-quantized model (max abs error {row['max_abs_error']:.3g}), "
+                f"{row['cosine_to_fp32']:.6f} to FP32"
+            )
+    console.print(
+        f"{report['promotions']} promotion(s); graphs and REPORT.md in {report['export_dir']}/"
+    )
+
+
+def bench_engine(args: argparse.Namespace) -> None:
+    from evoquant.export.bench import bench_engine as run_bench
+
+    result = run_bench(args.engine, runs=args.runs, warmup=args.warmup)
+    print(
+        f"{result['engine']} on {result['device']} (TensorRT {result['tensorrt']}), "
+        f"{result['runs']} runs after {result['warmup']} warm-up: mean "
+        f"{result['mean_ms']:.4g} ms, p50 {result['p50_ms']:.4g} ms, "
+        f"p99 {result['p99_ms']:.4g} ms"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evoquant", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -269,6 +319,30 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("plot", help="redraw a run's plots and reports")
     command.add_argument("run_dir")
     command.set_defaults(handler=plot)
+
+    command = commands.add_parser(
+        "export", help="export a front point to ONNX with Q/DQ (and TensorRT)"
+    )
+    command.add_argument("run_dir")
+    command.add_argument(
+        "--pick",
+        default="knee",
+        help="knee | min-error:BUDGET (0.15 or 4.5b) | max-compression:ERROR | index:N",
+    )
+    command.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    command.add_argument(
+        "--engine", action="store_true", help="also build and time TensorRT engines"
+    )
+    command.set_defaults(handler=export)
+
+    command = commands.add_parser(
+        "bench-engine", help="latency of a TensorRT engine (mean, p50, p99)"
+    )
+    command.add_argument("engine")
+    command.add_argument("--runs", type=int, default=200)
+    command.add_argument("--warmup", type=int, default=20)
+    command.add_argument("--json", help="also write the numbers to this JSON file")
+    command.set_defaults(handler=bench_engine)
     return parser
 
 

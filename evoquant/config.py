@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from evoquant.errors import UserError
+from evoquant.export.support import W4A16, W8A8, W16A16
 from evoquant.quant.fakequant import BIT_WIDTHS
 
 
@@ -103,6 +104,57 @@ class SearchConfig(Section):
         return value
 
 
+TENSORRT_BIT_CONFIGS = [W4A16, W8A8, W16A16]
+"""The bit configs TensorRT runs: INT4 weight-only with FP16 activations, INT8, FP16."""
+
+
+class EvaluatorConfig(Section):
+    """Where genomes are scored: in this process (``local``) or on Ray actors (``ray``).
+
+    ``workers`` defaults to every CPU of the Ray cluster (``threads_per_worker`` each),
+    or every GPU when the model runs on CUDA; ``gpus_per_worker`` defaults to 1 then and
+    to 0 otherwise. ``ray_address`` absent starts a private local Ray instance; ``auto``
+    joins the cluster started with ``ray start --head``. A genome whose evaluation
+    raises is tried ``retries`` more times before it is recorded as failed.
+    """
+
+    backend: Literal["local", "ray"] = "ray"
+    workers: int | None = None
+    ray_address: str | None = None
+    gpus_per_worker: float | None = None
+    threads_per_worker: int = 1
+    retries: int = 2
+    ray_dashboard: bool = False
+
+    @field_validator("workers")
+    @classmethod
+    def _check_workers(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("workers must be at least 1")
+        return value
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _check_gpus(cls, value: float | None) -> float | None:
+        if value is not None and not value >= 0:
+            raise ValueError("gpus_per_worker must be 0 or more (fractions allowed)")
+        return value
+
+    @field_validator("threads_per_worker")
+    @classmethod
+    def _check_threads(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("threads_per_worker must be at least 1")
+        return value
+
+    @field_validator("retries")
+    @classmethod
+    def _check_retries(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("retries must be 0 or more")
+        return value
+
+
 class RunConfig(Section):
     problem: ProblemConfig
     error: str = "f_cos"
@@ -110,11 +162,50 @@ class RunConfig(Section):
     quant: QuantConfig = QuantConfig()
     layers: LayersConfig = LayersConfig()
     search: SearchConfig = SearchConfig()
+    evaluator: EvaluatorConfig = EvaluatorConfig()
     seed: int = 0
+    target: Literal["tensorrt"] | None = None
+    """Deployment target: restricts every layer's alphabet to what it can run."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_quant(cls, data: Any) -> Any:
+        """``target: tensorrt`` searches what it deploys: the tensorrt scheme and its bit configs.
+
+        Both are the defaults under the target; an explicit ``quant.scheme: thesis``
+        (asymmetric, zero-points) is refused rather than silently replaced.
+        """
+        if not isinstance(data, dict) or data.get("target") != "tensorrt":
+            return data
+        quant = data.get("quant", {})
+        if isinstance(quant, BaseModel):
+            quant = quant.model_dump(exclude_unset=True)
+        if not isinstance(quant, dict):
+            return data
+        scheme = quant.get("scheme", "tensorrt")
+        if scheme != "tensorrt":
+            raise ValueError(
+                f"target tensorrt deploys symmetric quantization: quant.scheme must be "
+                f"tensorrt, not {scheme}"
+            )
+        defaults = {"scheme": "tensorrt", "bit_configs": TENSORRT_BIT_CONFIGS}
+        return data | {"quant": defaults | quant}
 
     def digest(self) -> str:
-        """A stable hash of every setting, to tell whether a run dir matches a config."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A stable hash of every setting, to tell whether a run dir matches a config.
+
+        An unset ``target`` is left out, so runs made before targets existed keep their digest.
+        Where genomes are scored (``evaluator``) is left out too, so a run can resume on
+        another back-end or cluster; only a thread count other than the default 1 counts,
+        since it changes the last bits of the scores.
+        """
+        settings = self.model_dump(mode="json")
+        if settings["target"] is None:
+            del settings["target"]
+        threads = settings.pop("evaluator")["threads_per_worker"]
+        if threads != 1:
+            settings["threads_per_worker"] = threads
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

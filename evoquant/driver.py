@@ -11,7 +11,7 @@ from pathlib import Path
 from evoquant.checkpoint import CHECKPOINT_DIR, load_latest
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
-from evoquant.evaluate.attempt import fixed_threads
+from evoquant.evaluate.attempt import deterministic_cuda, fixed_threads
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.evaluate.local import LocalEvaluator
 from evoquant.evaluate.ray_backend import RayEvaluator
@@ -102,6 +102,7 @@ def run_search(
     if config.evaluator.backend == "ray" and config.evaluator.ray_address:
         check_address(config.evaluator.ray_address)
     run_dir.mkdir(parents=True, exist_ok=True)
+    deterministic_cuda()  # before calibration touches a GPU
     with log_to_run_dir(run_dir):
         prepared = prepare(config, run_dir, rebuild_stale=not resume or force)
         space = build_space(prepared, config)

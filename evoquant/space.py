@@ -3,6 +3,8 @@
 pymoo sees a genome as integer level indices (gene ``i`` takes values ``xl[i]..xu[i]``,
 one per entry of its alphabet, in ascending bit order); everything outside the search
 sees bit lists. Fixed layers keep a one-entry alphabet, so no operator can move them.
+With a deployment ``target`` each layer's alphabet keeps only the widths the target can
+run for that layer's kind, so every genome the search meets is deployable as is.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
+from evoquant.export import support
 from evoquant.quant.fakequant import BIT_WIDTHS
 from evoquant.quant.layers import Layer
 
@@ -64,7 +67,12 @@ def _resolve_fixed(
 
 
 class SearchSpace:
-    """The ordered layer table and, per gene, the bit-widths it may take."""
+    """The ordered layer table and, per gene, the bit-widths it may take.
+
+    ``target`` (``"tensorrt"`` or None) restricts each layer's alphabet to what the
+    target runs for its kind; ``weight_shapes`` (layer name -> weight shape) lets it
+    judge shape-dependent support (INT4 blocks), and without it such support is denied.
+    """
 
     def __init__(
         self,
@@ -73,20 +81,36 @@ class SearchSpace:
         fixed: Mapping[str, int] | None = None,
         policy: str = "thesis",
         macs: Mapping[str, int] | None = None,
+        target: str | None = None,
+        weight_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         if not layers:
             raise UserError("no quantizable layer to search")
         if policy not in POLICIES:
             raise UserError(f"unknown gene policy {policy!r}: use one of {POLICIES}")
+        if target is not None and target not in support.TARGETS:
+            raise UserError(f"unknown target {target!r}: use one of {support.TARGETS}")
+        if target is not None and policy != "thesis":
+            raise UserError(
+                f"target {target} derives activations from weights: use search.policy thesis"
+            )
         self.layers = tuple(layers)
         self.policy = policy
+        self.target = target
         self.alphabet = _check_alphabet(alphabet)
         self.fixed = _resolve_fixed(self.layers, fixed or {}, self.alphabet)
         self.macs = tuple(int((macs or {}).get(layer.name, 0)) for layer in self.layers)
+        shapes = weight_shapes or {}
         self._genes: list[tuple[int, str, tuple[int, ...]]] = []
         for index, layer in enumerate(self.layers):
+            allowed = self._layer_alphabet(layer, tuple(shapes.get(layer.name, ())))
             pinned = self.fixed.get(layer.name)
-            weights = self.alphabet if pinned is None else (pinned,)
+            if pinned is not None and pinned not in allowed:
+                raise UserError(
+                    f"layers.fixed pins {layer.name} to {pinned} bits, which {target} "
+                    f"cannot run for a {layer.kind} layer (it can: {list(allowed)})"
+                )
+            weights = allowed if pinned is None else (pinned,)
             self._genes.append((index, "weights", weights))
             if policy == "two_genes":
                 acts = (
@@ -100,12 +124,28 @@ class SearchSpace:
             [len(alphabet) - 1 for *_, alphabet in self._genes], dtype=int
         )
 
+    def _layer_alphabet(
+        self, layer: Layer, weight_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """The configured alphabet, less what the target cannot run for this layer."""
+        if self.target is None:
+            return self.alphabet
+        runnable = {w for w, _ in support.deployable_configs(layer.kind, weight_shape)}
+        allowed = tuple(bits for bits in self.alphabet if bits in runnable)
+        if not allowed:
+            raise UserError(
+                f"layer {layer.name}: no width of search.alphabet {list(self.alphabet)} "
+                f"runs on {self.target} for a {layer.kind} layer ({sorted(runnable)} do)"
+            )
+        return allowed
+
     @classmethod
     def from_config(
         cls,
         layers: Sequence[Layer],
         config: RunConfig,
         macs: Mapping[str, int] | None = None,
+        weight_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> SearchSpace:
         return cls(
             layers,
@@ -113,7 +153,15 @@ class SearchSpace:
             fixed=config.layers.fixed,
             policy=config.search.policy,
             macs=macs,
+            target=config.target,
+            weight_shapes=weight_shapes,
         )
+
+    def activation_bits(self, weight_bits: int) -> int:
+        """Activation width a weight gene implies: the thesis rule, or the target's."""
+        if self.target is not None:
+            return support.activation_bits(weight_bits)
+        return thesis_activation_bits(weight_bits)
 
     @property
     def n_genes(self) -> int:
@@ -137,7 +185,7 @@ class SearchSpace:
             pairs = zip(alphabets[0::2], alphabets[1::2])
             return {(w, a) for weights, acts in pairs for w in weights for a in acts}
         return {
-            (w, thesis_activation_bits(w)) for alphabet in alphabets for w in alphabet
+            (w, self.activation_bits(w)) for alphabet in alphabets for w in alphabet
         }
 
     @property
@@ -171,7 +219,7 @@ class SearchSpace:
         self.from_bits(bits)
         if self.policy == "two_genes":
             return [(int(w), int(a)) for w, a in zip(bits[0::2], bits[1::2])]
-        return [(int(w), thesis_activation_bits(int(w))) for w in bits]
+        return [(int(w), self.activation_bits(int(w))) for w in bits]
 
     def uniform(
         self, weight_bits: int, activation_bits: int | None = None
@@ -182,11 +230,11 @@ class SearchSpace:
         only the ``two_genes`` policy can honour.
         """
         acts = (
-            thesis_activation_bits(weight_bits)
+            self.activation_bits(weight_bits)
             if activation_bits is None
             else activation_bits
         )
-        if self.policy == "thesis" and acts != thesis_activation_bits(weight_bits):
+        if self.policy == "thesis" and acts != self.activation_bits(weight_bits):
             raise UserError(
                 f"policy 'thesis' derives activations from weights: W{weight_bits}A{acts} is not reachable"
             )
@@ -196,13 +244,23 @@ class SearchSpace:
             bits.append(alphabet[0] if len(alphabet) == 1 else wanted)
         return self.from_bits(bits)
 
+    def uniform_levels(self) -> tuple[int, ...]:
+        """Weight widths every searched (not fixed) layer can take: the uniform configurations."""
+        free = [
+            alphabet
+            for index, role, alphabet in self._genes
+            if role == "weights" and self.layers[index].name not in self.fixed
+        ]
+        return tuple(w for w in self.alphabet if all(w in a for a in free))
+
     def uniform_genomes(self) -> np.ndarray:
         """Every uniform configuration the alphabets allow, as rows of level indices."""
         acts: Sequence[int | None] = (
             ACTIVATION_ALPHABET if self.policy == "two_genes" else (None,)
         )
         return np.array(
-            [self.uniform(w, a) for w, a in product(self.alphabet, acts)], dtype=int
+            [self.uniform(w, a) for w, a in product(self.uniform_levels(), acts)],
+            dtype=int,
         )
 
     def module_boundaries(self) -> list[int]:
@@ -216,6 +274,18 @@ class SearchSpace:
             if before.main_module != after.main_module:
                 starts.append(gene)
         return starts
+
+
+def layer_weight_shapes(
+    model: nn.Module, layers: Sequence[Layer]
+) -> dict[str, tuple[int, ...]]:
+    """Weight shape of every weighted layer, for shape-dependent target support."""
+    modules = dict(model.named_modules())
+    return {
+        layer.name: tuple(modules[layer.name].weight.shape)
+        for layer in layers
+        if layer.num_weights
+    }
 
 
 def _layer_macs(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> int:

@@ -10,13 +10,30 @@ from __future__ import annotations
 from functools import partial
 
 from evoquant.errors import UserError
-from problems.base import Problem
+from problems.base import ExportPart, Problem
 from problems.bevfusion.detection import BoxErrors, DetectionMetric, run_detector
 from problems.bevfusion.mini.checkpoint import WEIGHTS, load_model
 from problems.bevfusion.mini.dataset import batches
 from problems.bevfusion.mini.geometry import CLASSES
 from problems.bevfusion.mini.registry import DATASETS
 from problems.registry import register_problem
+
+EXPORT_PARTS = tuple(
+    ExportPart(name, name)
+    for name in (
+        "img_backbone",
+        "img_neck",
+        "view_transform.dtransform",
+        "view_transform.depthnet",
+        "view_transform.downsample",
+        "fusion_layer",
+        "pts_backbone",
+        "pts_neck",
+        "bbox_head",
+    )
+)
+"""What deployment pipelines for BEVFusion export: the quantized sub-networks around the
+BEV pooling and the camera geometry (a matrix inverse), which ONNX cannot express."""
 
 BARRIER = CLASSES.index("barrier")
 
@@ -60,4 +77,5 @@ def bevfusion_mini_problem(
         run=run_detector,
         task_metric=DetectionMetric(len(CLASSES), [BARRIER], [BARRIER]),
         error_metrics=BoxErrors(ref_score, max_distance, center_weight),
+        export_parts=EXPORT_PARTS,
     )

@@ -1,0 +1,266 @@
+"""The Ray back-end: a pool of evaluation actors that loses no genome when one of them dies.
+
+``ray.util.ActorPool`` forgets the work of an actor that dies, so the pool is ours.
+Each actor builds the problem once and holds it; the driver keeps at most
+``IN_FLIGHT`` genomes queued on each ready actor and yields results as they arrive.
+Evaluations are idempotent and keyed by genome: the genomes of an actor that dies go
+back to the front of the queue, the other actors take them, and a new actor replaces
+the dead one. An actor gets work once it has answered a ping, so one that is still
+building the problem, or waits for a node, holds no genome hostage.
+
+The pool replaces dead actors itself instead of using Ray's ``max_restarts``: Ray
+cannot promise a restart the table (a constructor argument in the object store), and
+says so on every start; the pool holds that reference for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from evoquant.archive import FAILED
+from evoquant.config import EvaluatorConfig
+from evoquant.errors import UserError
+from evoquant.evaluate.ray_session import ray_session
+from evoquant.evaluate.shared_table import to_arrays
+from evoquant.evaluate.worker import EvaluationWorker, FitnessFactory, WorkerState
+from evoquant.quant.table import QuantTable
+from evoquant.space import SearchSpace
+
+IN_FLIGHT = 2
+"""Genomes queued per actor: one running, one waiting, so no actor idles on a round trip."""
+MAX_RESTARTS = 3
+"""Times a dead actor is replaced before its place in the pool is given up."""
+MAX_LOSSES = 3
+"""A genome whose worker died under it this often is taken to be what kills workers
+(a segfault, the OOM killer) and is recorded as failed instead of sent out again."""
+
+Genome = tuple[int, ...]
+
+log = logging.getLogger(__name__)
+
+
+class WorkersLost(UserError):
+    """Every Ray worker is gone. Not the user's mistake, but reported the same way (one
+    line, exit status 2): the run dir holds a valid checkpoint and resumes."""
+
+
+@dataclass
+class _Slot:
+    """One place in the pool: its current actor and what the driver knows about it."""
+
+    index: int
+    actor: Any
+    probe: Any
+    """The ping sent to this actor when it started, until it answers."""
+    state: WorkerState | None = None
+    """The ping's answer: None until the actor is ready."""
+    restarts: int = 0
+    dead: bool = False
+
+
+def _reason(error: Exception) -> str:
+    """One line out of Ray's multi-line error text (the exception line for a failed start)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    line = lines[-1] if getattr(error, "actor_init_failed", False) else lines[0]
+    return line.rstrip(".")
+
+
+def placement(
+    options: EvaluatorConfig, resources: Mapping[str, float], on_cuda: bool
+) -> tuple[int, float]:
+    """(workers, GPUs each) on a cluster with ``resources``: as configured, or all of it.
+
+    Workers that do not fit are refused: Ray would leave them pending, forever on a
+    private instance.
+    """
+    cpus, gpus_total = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    threads = options.threads_per_worker
+    gpus = options.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if on_cuda else 0.0
+    workers = options.workers
+    if workers is None:
+        workers = int(gpus_total // gpus) if gpus else int(cpus // threads)
+    if workers < 1 or workers * threads > cpus or workers * gpus > gpus_total + 1e-6:
+        raise UserError(
+            f"{max(workers, 1)} Ray worker(s) of {threads} CPU and {gpus:g} GPU each "
+            f"do not fit the Ray cluster ({cpus:g} CPUs, {gpus_total:g} GPUs): "
+            "lower --workers, --gpus-per-worker or evaluator.threads_per_worker"
+        )
+    return workers, gpus
+
+
+class RayEvaluator(AbstractContextManager):
+    """Genomes in, ``(bits, metrics)`` out as each finishes, scored by Ray actors.
+
+    Inside ``with``: Ray is up (``ray_session``), the table is in the object store
+    (once) and one actor per worker builds the problem; on exit the actors and the
+    session are shut down.
+    """
+
+    def __init__(
+        self,
+        factory: FitnessFactory,
+        table: QuantTable,
+        space: SearchSpace,
+        options: EvaluatorConfig,
+        run_dir: Path,
+        on_cuda: bool = False,
+    ):
+        self.factory = factory
+        self.table = table
+        self.space = space
+        self.options = options
+        self.run_dir = run_dir
+        self.on_cuda = on_cuda
+        self.slots: list[_Slot] = []
+        self.last_loss = "no worker started"
+        self._stack = ExitStack()
+        self._table_ref: Any = None
+        self._actor_class: Any = None
+
+    def __enter__(self) -> Self:
+        options = self.options
+        with ExitStack() as stack:
+            stack.enter_context(
+                ray_session(options.ray_address, self.run_dir, options.ray_dashboard)
+            )
+            self._start_workers()
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        for slot in self.slots:
+            ray.kill(slot.actor)
+        self.slots = []
+        self._table_ref = None
+        self._stack.close()
+
+    def _start_workers(self) -> None:
+        import ray
+
+        workers, gpus = placement(self.options, ray.cluster_resources(), self.on_cuda)
+        self._table_ref = ray.put(to_arrays(self.table))  # every (re)start reads it
+        self._actor_class = ray.remote(EvaluationWorker).options(
+            num_cpus=self.options.threads_per_worker, num_gpus=gpus
+        )
+        self.slots = [_Slot(i, *self._spawn()) for i in range(workers)]
+        log.info(
+            "%d Ray workers (%d CPU, %g GPU each) building the problem",
+            workers,
+            self.options.threads_per_worker,
+            gpus,
+        )
+
+    def _spawn(self) -> tuple[Any, Any]:
+        """A new actor and its first ping."""
+        actor = self._actor_class.remote(
+            self.factory, self._table_ref, self.options.threads_per_worker
+        )
+        return actor, actor.ping.remote()
+
+    def evaluate(self, genomes: list[list[int]]) -> Iterator[tuple[list[int], dict]]:
+        """Each distinct genome once; retried after it raised or after its worker died."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        queue: deque[Genome] = deque(dict.fromkeys(tuple(g) for g in genomes))
+        tries: Counter[Genome] = Counter()
+        losses: Counter[Genome] = Counter()
+        running: dict[Any, tuple[_Slot, Any, Genome]] = {}
+        load: Counter[Any] = Counter()
+        while queue or running:
+            self._check_alive()
+            for slot in self.slots:
+                while slot.state is not None and queue and load[slot.actor] < IN_FLIGHT:
+                    genome = queue.popleft()
+                    configs = self.space.bit_configs(list(genome))
+                    ref = slot.actor.evaluate.remote(configs)
+                    running[ref] = (slot, slot.actor, genome)
+                    load[slot.actor] += 1
+            probes = {slot.probe: slot for slot in self.slots if slot.probe is not None}
+            [ref], _ = ray.wait([*running, *probes], num_returns=1)
+            if ref in probes:
+                self._answered(probes[ref])
+                continue
+            slot, actor, genome = running.pop(ref)
+            load[actor] -= 1
+            try:
+                metrics = ray.get(ref)
+            except RayActorError as error:
+                self._lost(slot, actor, error)
+                losses[genome] += 1
+                if losses[genome] < MAX_LOSSES:
+                    queue.appendleft(genome)
+                    continue
+                metrics = {FAILED: f"its Ray worker died {MAX_LOSSES} times under it"}
+            else:
+                tries[genome] += 1
+                if FAILED in metrics:
+                    log.warning(
+                        "genome %s: attempt %d of %d failed: %s",
+                        list(genome),
+                        tries[genome],
+                        self.options.retries + 1,
+                        metrics[FAILED],
+                    )
+                    if tries[genome] <= self.options.retries:
+                        queue.append(genome)
+                        continue
+            yield list(genome), metrics
+
+    def _check_alive(self) -> None:
+        if all(slot.dead for slot in self.slots):
+            raise WorkersLost(
+                f"every Ray worker is gone ({self.last_loss}); finished evaluations are "
+                f"archived and 'evoquant resume {self.run_dir}' continues the run"
+            )
+
+    def _answered(self, slot: _Slot) -> None:
+        """A started actor answered its ping: ready, or dead before it could start."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        probe, slot.probe = slot.probe, None
+        try:
+            state = ray.get(probe)
+        except RayActorError as error:
+            self._lost(slot, slot.actor, error)
+            return
+        if state.error is not None:
+            raise UserError(state.error)
+        slot.state = state
+        log.info("Ray worker %d ready: pid %d on %s", slot.index, state.pid, state.host)
+
+    def _lost(self, slot: _Slot, actor: Any, error: Exception) -> None:
+        """``actor`` died: replace it, unless it failed to start or used up its restarts."""
+        import ray
+
+        if slot.actor is not actor:  # another call already reported this death
+            return
+        self.last_loss = _reason(error)
+        pid = f" (pid {slot.state.pid})" if slot.state is not None else ""
+        ray.kill(actor)  # it may only be unreachable: make sure it stops
+        slot.state = None
+        if getattr(error, "actor_init_failed", False) or slot.restarts == MAX_RESTARTS:
+            slot.dead, slot.probe = True, None
+            log.warning("Ray worker %d%s is gone: %s", slot.index, pid, self.last_loss)
+            return
+        slot.restarts += 1
+        slot.actor, slot.probe = self._spawn()
+        log.warning(
+            "Ray worker %d%s lost: %s; its genomes go to the others while it restarts",
+            slot.index,
+            pid,
+            self.last_loss,
+        )

@@ -1,0 +1,116 @@
+"""Choosing the front point to deploy: ``knee``, ``min-error:BUDGET``, ``max-compression:ERROR``, ``index:N``.
+
+BUDGET is a relative bit cost (``0.15`` = 15 % of the FP32 weight bits) or, with a
+trailing ``b``, an average number of bits per weight (``4.5b``); ERROR bounds the run's
+error objective (the ``error`` metric). Rules read the run's ``front.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from evoquant.errors import UserError
+from evoquant.report.front import knee_point
+
+FRONT_FILE = "front.json"
+RULES = "knee, min-error:BUDGET, max-compression:ERROR or index:N"
+
+Point = Mapping[str, Any]
+
+
+def load_front(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's current Pareto front; a run without one has no finished generation."""
+    path = Path(run_dir) / FRONT_FILE
+    if not path.is_file():
+        raise UserError(
+            f"{run_dir} has no finished generation ({FRONT_FILE} is missing): "
+            "run or resume the search first"
+        )
+    try:
+        front = json.loads(path.read_text())
+        if not isinstance(front, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("bits"), dict) for p in front
+        ):
+            raise ValueError("expected a list of points with per-layer bits")
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is corrupt: {error}") from None
+    if not front:
+        raise UserError(f"{path} holds no front point")
+    return front
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"pick rule: {what} {text!r} is not a number") from None
+
+
+def _metric(point: Point, name: str) -> float:
+    if name not in point:
+        raise UserError(f"front points have no {name!r} metric to pick by")
+    return float(point[name])
+
+
+def _min_error(front: Sequence[Point], budget: str) -> int:
+    metric, label = "relative_cost", "relative cost"
+    if budget.endswith("b"):
+        metric, label, budget = (
+            "avg_weight_bits",
+            "average bits per weight",
+            budget[:-1],
+        )
+    limit = _number(budget, "budget")
+    within = [i for i, p in enumerate(front) if _metric(p, metric) <= limit]
+    if not within:
+        cheapest = min(_metric(p, metric) for p in front)
+        raise UserError(
+            f"no front point has {label} <= {limit:g} (the cheapest has {cheapest:.4g})"
+        )
+    return min(
+        within, key=lambda i: (_metric(front[i], "error"), _metric(front[i], metric))
+    )
+
+
+def _max_compression(front: Sequence[Point], bound: str) -> int:
+    limit = _number(bound, "error bound")
+    within = [i for i, p in enumerate(front) if _metric(p, "error") <= limit]
+    if not within:
+        best = min(_metric(p, "error") for p in front)
+        raise UserError(
+            f"no front point has error <= {limit:g} (the most accurate has {best:.4g})"
+        )
+    return min(
+        within, key=lambda i: (_metric(front[i], "f_bits"), _metric(front[i], "error"))
+    )
+
+
+def _index(front: Sequence[Point], text: str) -> int:
+    if not text.isdigit() or int(text) >= len(front):
+        raise UserError(
+            f"pick rule index:{text}: the front has points 0..{len(front) - 1}"
+        )
+    return int(text)
+
+
+def pick(front: Sequence[Point], rule: str, objectives: Sequence[str]) -> int:
+    """The index in ``front`` of the point ``rule`` chooses."""
+    name, _, argument = rule.partition(":")
+    if name == "knee" and not argument:
+        if len(objectives) != 2:
+            raise UserError(
+                f"the knee needs two objectives, the run has {list(objectives)}"
+            )
+        knee = knee_point(front, objectives)
+        return next(i for i, p in enumerate(front) if p is knee)
+    choosers = {
+        "min-error": _min_error,
+        "max-compression": _max_compression,
+        "index": _index,
+    }
+    if name not in choosers or not argument:
+        raise UserError(f"unknown pick rule {rule!r}: use {RULES}")
+    return choosers[name](front, argument)

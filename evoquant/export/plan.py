@@ -1,0 +1,70 @@
+"""Per layer: what the genome searched, what TensorRT will run, and why they differ."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evoquant.errors import UserError
+from evoquant.export import support
+from evoquant.export.support import BitConfig
+from evoquant.quant.layers import Layer
+from evoquant.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer's deployment: searched and deployed (weight, activation) bits."""
+
+    name: str
+    kind: str
+    searched: BitConfig
+    deployed: BitConfig
+    reason: str
+    """Why the searched config was promoted; empty when it deploys as is."""
+    block_size: int | None
+
+    @property
+    def promoted(self) -> bool:
+        return bool(self.reason)
+
+    @property
+    def precision(self) -> str:
+        return support.PRECISIONS[self.deployed]
+
+
+def genome_configs(point: Mapping[str, Any], space: SearchSpace) -> list[BitConfig]:
+    """A front point's per-layer (weight, activation) bits, checked against the space."""
+    bits = point["bits"]
+    missing = [name for name in space.gene_names if name not in bits]
+    if missing or len(bits) != space.n_genes:
+        raise UserError(
+            f"the front point's genes do not match the run's layers (e.g. {missing[:1]})"
+        )
+    return space.bit_configs([int(bits[name]) for name in space.gene_names])
+
+
+def plan_layers(
+    layers: Sequence[Layer],
+    configs: Sequence[BitConfig],
+    weight_shapes: Mapping[str, Sequence[int]],
+) -> list[LayerPlan]:
+    """Promote every config TensorRT cannot run to the nearest one it can."""
+    plans = []
+    for layer, searched in zip(layers, configs):
+        shape = tuple(weight_shapes.get(layer.name, ()))
+        deployed = support.deploy(searched, layer.kind, shape)
+        plans.append(
+            LayerPlan(
+                layer.name,
+                layer.kind,
+                tuple(searched),
+                deployed,
+                support.promotion_reason(searched, deployed, layer.kind, shape),
+                support.int4_block_size(layer.kind, shape)
+                if deployed == support.W4A16
+                else None,
+            )
+        )
+    return plans

@@ -1,0 +1,290 @@
+"""``evoquant export``: a run dir and a pick rule in; ONNX graphs, manifest and report out.
+
+Nothing of the run is modified: everything goes to ``<run>/export/`` (or ``out``).
+The order matters: graphs are exported from the untouched FP32 model, and only then
+is the model wrapped by ``QuantizedModel`` for validation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+from torch import nn
+
+from evoquant.export import engine as engines
+from evoquant.export.bench import bench_engine
+from evoquant.export.graph import export_fp32
+from evoquant.export.parts import Call, Part, capture_calls, resolve_parts
+from evoquant.export.pick import load_front, pick
+from evoquant.export.plan import LayerPlan, genome_configs, plan_layers
+from evoquant.export.qdq import (
+    LayerQuant,
+    compute_node_names,
+    quantize_graph,
+    weight_initializer,
+)
+from evoquant.export.report import write_report
+from evoquant.export.scales import deployment_table, run_table
+from evoquant.export.validate import compare, run_calls, session
+from evoquant.quant.layers import Layer, find_layers
+from evoquant.quant.model import QuantizedModel
+from evoquant.quant.table import QuantTable
+from evoquant.report.atomic import write_bytes_atomic, write_text_atomic
+from evoquant.search import read_run_config
+from evoquant.space import SearchSpace, layer_weight_shapes
+from problems.base import Problem
+from problems.registry import build_problem
+
+EXPORT_DIR = "export"
+
+
+def trace_parts(
+    parts: Sequence[Part], calls: Mapping[str, Sequence[Call]]
+) -> dict[str, onnx.ModelProto]:
+    """Each part's FP32 graph, traced on its first captured call."""
+    traced = {}
+    for part in parts:
+        first = calls[part.name][0]
+        traced[part.name] = export_fp32(
+            part.module,
+            first.args,
+            first.kwargs,
+            [weight_initializer(part.relative(layer.name)) for layer in part.layers],
+            f"export part {part.name}",
+        )
+    return traced
+
+
+def export_graphs(
+    parts: Sequence[Part],
+    plans: Mapping[str, LayerPlan],
+    table: QuantTable,
+    traced: Mapping[str, onnx.ModelProto],
+    directory: Path,
+) -> dict[str, onnx.ModelProto]:
+    """Each part's graph quantized as planned, checked, written to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    graphs = {}
+    for part in parts:
+        quantized = quantize_graph(
+            traced[part.name],
+            [
+                LayerQuant(
+                    part.relative(plan.name),
+                    plan.name,
+                    plan.kind,
+                    plan.deployed,
+                    table.entry(plan.name, plan.deployed),
+                    plan.block_size,
+                )
+                for plan in (plans[layer.name] for layer in part.layers)
+            ],
+        )
+        onnx.checker.check_model(quantized, full_check=True)
+        write_bytes_atomic(
+            directory / f"{part.name}.onnx", quantized.SerializeToString()
+        )
+        graphs[part.name] = quantized
+    return graphs
+
+
+def _io(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": value.name,
+            "shape": [
+                d.dim_value or d.dim_param for d in value.type.tensor_type.shape.dim
+            ],
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(
+                value.type.tensor_type.elem_type
+            ).name,
+        }
+        for value in values
+    ]
+
+
+@dataclass
+class Exported:
+    """The graphs of one genome and, per part, its files, interface and validation."""
+
+    parts: list[Part]
+    traced: dict[str, onnx.ModelProto]
+    """The FP32 graphs, reusable for another genome of the same model."""
+    graphs: dict[str, onnx.ModelProto]
+    rows: list[dict[str, Any]]
+
+
+def _reference_calls(
+    problem: Problem,
+    model: nn.Module,
+    parts: Sequence[Part],
+    table: QuantTable,
+    plans: Sequence[LayerPlan],
+) -> tuple[dict[str, list[Call]], dict[str, list[Call]]]:
+    """Each part's calls on the fitness batches, fake-quantized as deployed and in FP32."""
+    quantized = QuantizedModel(model, table)
+    try:
+        quantized.apply([plan.deployed for plan in plans])
+        deployed = capture_calls(model, problem.run, problem.fitness_batches, parts)
+        quantized.apply(None)
+        fp32 = capture_calls(model, problem.run, problem.fitness_batches, parts)
+    finally:
+        quantized.remove()
+    return deployed, fp32
+
+
+def export_genome(
+    problem: Problem,
+    model: nn.Module,
+    layers: Sequence[Layer],
+    plans: Sequence[LayerPlan],
+    table: QuantTable,
+    directory: Path,
+    traced: Mapping[str, onnx.ModelProto] | None = None,
+) -> Exported:
+    """Write every part's quantized graph to ``directory`` and check it against PyTorch.
+
+    ``traced`` (``Exported.traced`` of an earlier call) skips tracing the model again.
+    """
+    parts = resolve_parts(model, problem.export_parts, layers)
+    if traced is None:
+        first = capture_calls(model, problem.run, problem.fitness_batches[:1], parts)
+        traced = trace_parts(parts, first)
+    graphs = export_graphs(
+        parts, {plan.name: plan for plan in plans}, table, traced, directory
+    )
+    deployed, fp32 = _reference_calls(problem, model, parts, table, plans)
+    rows = []
+    for part in parts:
+        path = directory / f"{part.name}.onnx"
+        sess = session(path)
+        rows.append(
+            {
+                "name": part.name,
+                "module": part.spec.module,
+                "onnx": path.name,
+                "inputs": _io(graphs[part.name].graph.input),
+                "outputs": _io(graphs[part.name].graph.output),
+                "layers": [layer.name for layer in part.layers],
+                "calls": len(deployed[part.name]),
+                "validation": compare(
+                    [o.name for o in sess.get_outputs()],
+                    run_calls(sess, deployed[part.name]),
+                    deployed[part.name],
+                    fp32[part.name],
+                ),
+            }
+        )
+    return Exported(parts, dict(traced), graphs, rows)
+
+
+def layer_rows(
+    plans: Sequence[LayerPlan], parts: Sequence[Part]
+) -> list[dict[str, Any]]:
+    """The report's per-layer rows: gene, deployed config, precision, promotion."""
+    part_of = {layer.name: part.name for part in parts for layer in part.layers}
+    return [
+        {
+            "name": plan.name,
+            "kind": plan.kind,
+            "part": part_of.get(plan.name),
+            "searched": list(plan.searched),
+            "deployed": list(plan.deployed),
+            "precision": plan.precision if plan.name in part_of else "not exported",
+            "promoted": plan.promoted,
+            "reason": plan.reason,
+            "block_size": plan.block_size,
+        }
+        for plan in plans
+    ]
+
+
+def add_engines(
+    exported: Exported, layers: list[dict[str, Any]], directory: Path
+) -> None:
+    """Build each part's engine, read every layer's precision back, time it."""
+    rows = {layer["name"]: layer for layer in layers}
+    for part, row in zip(exported.parts, exported.rows):
+        engine_path = directory / f"{part.name}.engine"
+        info = engines.build_engine(directory / row["onnx"], engine_path)
+        write_text_atomic(
+            directory / f"{part.name}.engine.json", json.dumps(info, indent=1)
+        )
+        for layer in part.layers:
+            rows[layer.name]["engine_precision"] = engines.engine_precision(
+                info,
+                compute_node_names(exported.graphs[part.name], layer.name),
+            )
+        row["engine"] = engine_path.name
+        row["latency"] = bench_engine(engine_path)
+
+
+def export_run(
+    run_dir: str | Path,
+    rule: str,
+    out: str | Path | None = None,
+    build_engines: bool = False,
+) -> dict[str, Any]:
+    """Export the front point ``rule`` picks from ``run_dir``; returns the report."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    front = load_front(run_dir)
+    index = pick(front, rule, config.search.objectives)
+    if build_engines:
+        engines.require_tensorrt()
+    problem = build_problem(config.problem.name, config.problem.args)
+    model = problem.build_model().eval()
+    layers = find_layers(
+        model,
+        include=[*problem.layer_include, *config.layers.include],
+        exclude=[*problem.layer_exclude, *config.layers.exclude],
+    )
+    shapes = layer_weight_shapes(model, layers)
+    space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
+    plans = plan_layers(layers, genome_configs(front[index], space), shapes)
+    searched_table = run_table(run_dir, model, layers, problem, config.quant)
+    directory = Path(out) if out is not None else run_dir / EXPORT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    table, scales = deployment_table(
+        searched_table,
+        [plan.deployed for plan in plans],
+        directory,
+        model,
+        layers,
+        problem,
+        config.quant,
+    )
+    exported = export_genome(problem, model, layers, plans, table, directory)
+    layers_report = layer_rows(plans, exported.parts)
+    if build_engines:
+        add_engines(exported, layers_report, directory)
+    report = {
+        "run_dir": str(run_dir),
+        "export_dir": str(directory),
+        "pick": {
+            "rule": rule,
+            "index": index,
+            "metrics": {k: v for k, v in front[index].items() if k != "bits"},
+            "bits": front[index]["bits"],
+        },
+        "scales": scales,
+        "promotions": sum(plan.promoted for plan in plans),
+        "layers": layers_report,
+        "parts": exported.rows,
+    }
+    if build_engines:
+        report["engine_differences"] = engines.engine_differences(layers_report)
+    manifest_keys = ("name", "module", "onnx", "engine", "inputs", "outputs", "layers")
+    manifest = {
+        "parts": [
+            {key: row[key] for key in manifest_keys if key in row}
+            for row in exported.rows
+        ]
+    }
+    write_report(directory, report, manifest)
+    return report

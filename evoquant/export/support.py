@@ -1,0 +1,99 @@
+"""What TensorRT can execute, per layer kind: the rules behind ``target: tensorrt`` and promotion.
+
+TensorRT's explicit quantization is symmetric (zero-point 0). Per layer kind it runs:
+
+* INT8 weights (per output channel) with INT8 activations (per tensor): W8A8;
+* FP16 weights and activations (casts in the graph): W16A16;
+* INT4 weight-only with FP16 activations (W4A16), only for MatMul/Gemm weights whose
+  reduction dimension splits into blocks of 128 or 64 (per-block scales).
+
+It has no INT2 and no INT4 convolution, so a gene it cannot honour is *promoted*: the
+cheapest supported configuration at least as precise in both weights and activations.
+Weightless MatMul layers (attention products) only have activations, so their weight
+bits never count as a promotion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+BitConfig = tuple[int, int]
+
+TARGETS = ("tensorrt",)
+INT4_BLOCK_SIZES = (128, 64)
+"""Block sizes TensorRT accepts for INT4 weights, preferred first."""
+
+W4A16: BitConfig = (4, 16)
+W8A8: BitConfig = (8, 8)
+W16A16: BitConfig = (16, 16)
+
+PRECISIONS = {W4A16: "int4w-fp16", W8A8: "int8", W16A16: "fp16"}
+"""How each deployable configuration runs, as written in reports."""
+
+
+def int4_block_size(kind: str, weight_shape: Sequence[int]) -> int | None:
+    """The INT4 block size along the reduction dimension of a Linear weight, None if INT4 cannot run."""
+    if kind != "linear" or len(weight_shape) != 2:
+        return None
+    return next((b for b in INT4_BLOCK_SIZES if weight_shape[1] % b == 0), None)
+
+
+def deployable_configs(kind: str, weight_shape: Sequence[int]) -> tuple[BitConfig, ...]:
+    """Every (weight, activation) bit config TensorRT runs for this layer, cheapest first."""
+    if int4_block_size(kind, weight_shape) is not None:
+        return (W4A16, W8A8, W16A16)
+    return (W8A8, W16A16)
+
+
+def activation_bits(weight_bits: int) -> int:
+    """Under the TensorRT target a gene fixes both widths: INT4 is weight-only (FP16 activations)."""
+    return 8 if weight_bits == 8 else 16
+
+
+def deploy(config: BitConfig, kind: str, weight_shape: Sequence[int]) -> BitConfig:
+    """The cheapest supported config with weights and activations at least as precise as ``config``.
+
+    A weightless layer is judged by its activations alone.
+    """
+    weights, acts = config
+    if kind == "matmul":
+        weights = 0
+    return min(
+        c
+        for c in deployable_configs(kind, weight_shape)
+        if c[0] >= weights and c[1] >= acts
+    )
+
+
+def is_promotion(searched: BitConfig, deployed: BitConfig, kind: str) -> bool:
+    """Whether deployment changes the numerics (weightless layers: activations only)."""
+    if kind == "matmul":
+        return searched[1] != deployed[1]
+    return searched != deployed
+
+
+def promotion_reason(
+    searched: BitConfig, deployed: BitConfig, kind: str, weight_shape: Sequence[int]
+) -> str:
+    """Why TensorRT cannot run ``searched`` as is ("" when it can)."""
+    if not is_promotion(searched, deployed, kind):
+        return ""
+    weights, acts = searched
+    reasons = []
+    if weights == 2:
+        reasons.append("TensorRT has no INT2")
+    elif weights == 4 and deployed != W4A16:
+        reasons.append(
+            f"TensorRT runs INT4 only as weight-only MatMul/Gemm, not {kind}"
+            if kind != "linear"
+            else "INT4 blocks need the input features divisible by "
+            f"{' or '.join(map(str, INT4_BLOCK_SIZES))} (has {weight_shape[1]})"
+        )
+    if deployed == W4A16 and acts < 16:
+        reasons.append("INT4 is weight-only: activations run in FP16")
+    if not reasons:
+        supported = ", ".join(
+            f"W{w}A{a}" for w, a in deployable_configs(kind, weight_shape)
+        )
+        reasons.append(f"TensorRT runs {supported} for {kind}, not W{weights}A{acts}")
+    return "; ".join(reasons)

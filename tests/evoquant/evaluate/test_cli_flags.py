@@ -1,0 +1,72 @@
+"""The evaluation flags of ``search`` and ``resume``: into the config, or one error line."""
+
+import json
+import socket
+
+import pytest
+import yaml
+
+from evoquant.cli import main
+from evoquant.config import parse_config
+
+CONFIG = {"problem": {"name": "digits"}, "search": {"pop_size": 4, "generations": 1}}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+BAD_FLAGS = [
+    (["--workers", "0"], "evaluator.workers: Value error, workers must be at least 1"),
+    (["--gpus-per-worker", "-0.5"], "gpus_per_worker must be 0 or more"),
+    (["--ray-address", "nowhere"], "Ray address 'nowhere' must be 'auto' or HOST:PORT"),
+    (["--ray-address", f"127.0.0.1:{closed_port()}"], "cannot reach a Ray cluster"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
+def test_bad_evaluation_flags_on_search(capsys, tmp_path, monkeypatch, flags, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(CONFIG))
+    line = one_error_line(capsys, ["search", "c.yaml", *flags])
+    assert line.startswith("evoquant: error: ") and message in line
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
+def test_bad_evaluation_flags_on_resume(capsys, tmp_path, flags, message):
+    config = parse_config(CONFIG)
+    run_file = {
+        "config": config.model_dump(mode="json"),
+        "config_digest": config.digest(),
+    }
+    (tmp_path / "run.json").write_text(json.dumps(run_file))
+    line = one_error_line(capsys, ["resume", str(tmp_path), *flags])
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_where_genomes_are_scored_is_not_part_of_the_run_digest():
+    placed = CONFIG | {
+        "evaluator": {
+            "backend": "local",
+            "workers": 3,
+            "ray_address": "auto",
+            "gpus_per_worker": 0.25,
+            "retries": 0,
+            "ray_dashboard": True,
+        }
+    }
+    threads = CONFIG | {"evaluator": {"threads_per_worker": 2}}
+    digest = parse_config(CONFIG).digest()
+    assert parse_config(placed).digest() == digest
+    assert parse_config(threads).digest() != digest

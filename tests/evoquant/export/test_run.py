@@ -1,0 +1,159 @@
+"""``evoquant export`` on a finished digits run, and its answers to bad input."""
+
+import json
+import logging
+import shutil
+
+import onnx
+import pytest
+
+from evoquant.archive import Archive
+from evoquant.cli import main
+from evoquant.errors import UserError
+from evoquant.export import support
+from evoquant.export.engine import require_tensorrt
+from evoquant.export.plan import LayerPlan
+from evoquant.quant.layers import find_layers
+from evoquant.quant.table import QuantTable
+from evoquant.search import read_run_config
+from evoquant.space import SearchSpace, layer_weight_shapes
+from problems.registry import build_problem
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``main`` adds a console handler bound to the captured stderr; drop it afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+def _tensorrt_missing() -> str | None:
+    try:
+        require_tensorrt()
+    except UserError as error:
+        return str(error)
+    return None
+
+
+def _weights(run_dir) -> dict:
+    config = read_run_config(run_dir)
+    model = build_problem(config.problem.name, config.problem.args).build_model()
+    return {
+        name: m.weight.detach()
+        for name, m in model.named_modules()
+        if hasattr(m, "weight")
+    }
+
+
+def _plans(report) -> list[LayerPlan]:
+    return [
+        LayerPlan(
+            row["name"],
+            row["kind"],
+            tuple(row["searched"]),
+            tuple(row["deployed"]),
+            row["reason"],
+            row["block_size"],
+        )
+        for row in report["layers"]
+    ]
+
+
+def test_a_target_search_only_evaluates_deployable_genomes(digits_run):
+    config = read_run_config(digits_run)
+    model = build_problem(config.problem.name, config.problem.args).build_model()
+    layers = find_layers(model)
+    shapes = layer_weight_shapes(model, layers)
+    space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
+    archive = Archive(digits_run / "archive.sqlite")
+    try:
+        genomes = [record["genome"] for record in archive.records()]
+    finally:
+        archive.close()
+    assert len(genomes) >= 6
+    for genome in genomes:
+        for layer, bits in zip(layers, space.bit_configs(genome)):
+            shape = shapes[layer.name]
+            assert support.deploy(bits, layer.kind, shape) == bits
+
+
+def test_export_of_the_knee_writes_checked_graphs_and_reports(
+    digits_run, tmp_path, capsys, check_graph
+):
+    out = tmp_path / "knee"
+    assert main(["export", str(digits_run), "--pick", "knee", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "picked front point" in printed and "cosine" in printed
+    report = json.loads((out / "report.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert report["pick"]["rule"] == "knee" and report["export_dir"] == str(out)
+    assert report["scales"] == "the run's table (tensorrt scheme)"
+    assert report["promotions"] == 0
+    assert manifest["parts"][0]["onnx"] == "model.onnx"
+    assert manifest["parts"][0]["inputs"][0]["shape"] == [32, 1, 8, 8]
+    (validation,) = report["parts"][0]["validation"]
+    print(f"digits knee: cosine {validation['cosine']:.6f}")
+    assert validation["cosine"] >= 0.999
+    plans = _plans(report)
+    check_graph(
+        onnx.load(out / "model.onnx"),
+        plans,
+        QuantTable.load(digits_run),
+        _weights(digits_run),
+    )
+    markdown = (out / "REPORT.md").read_text()
+    assert "layer3.conv2" in markdown and "Front point" in markdown
+
+
+def _fails(argv, capsys, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("evoquant: error: ") and "\n" not in err
+    assert message in err
+
+
+def test_bad_picks_fail_in_one_line_and_leave_the_run_alone(digits_run, capsys):
+    before = sorted(p.name for p in digits_run.iterdir())
+    _fails(["export", str(digits_run), "--pick", "best"], capsys, "unknown pick rule")
+    _fails(
+        ["export", str(digits_run), "--pick", "min-error:0.05"],
+        capsys,
+        "no front point has relative cost <= 0.05",
+    )
+    _fails(
+        ["export", str(digits_run), "--pick", "max-compression:-1"],
+        capsys,
+        "no front point has error <= -1",
+    )
+    assert sorted(p.name for p in digits_run.iterdir()) == before
+
+
+def test_a_run_without_a_finished_generation_has_nothing_to_export(
+    digits_run, tmp_path, capsys
+):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(digits_run / "run.json", unfinished / "run.json")
+    _fails(["export", str(unfinished)], capsys, "no finished generation")
+    _fails(
+        ["export", str(tmp_path / "nothing")], capsys, "not an evoquant run directory"
+    )
+
+
+@pytest.mark.skipif(
+    _tensorrt_missing() is None, reason="TensorRT and a GPU are present"
+)
+def test_engine_commands_without_tensorrt_fail_in_one_line(
+    digits_run, tmp_path, capsys
+):
+    _fails(["export", str(digits_run), "--engine"], capsys, "TensorRT engines need")
+    fake = tmp_path / "model.engine"
+    fake.write_bytes(b"not an engine")
+    _fails(["bench-engine", str(fake)], capsys, "TensorRT engines need")
+    _fails(["bench-engine", str(tmp_path / "absent.engine")], capsys, "not found")
