@@ -21,7 +21,7 @@ from evoquant.pipeline import Prepared, prepare
 from evoquant.progress import SearchProgress
 from evoquant.report.run import PLOTS_DIR, RunReport
 from evoquant.search import RUN_FILE, Search, check_resumable
-from evoquant.space import SearchSpace, measure_macs
+from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
 
 LOG_FILE = "run.log"
 
@@ -47,7 +47,12 @@ def build_space(prepared: Prepared, config: RunConfig) -> SearchSpace:
     macs = measure_macs(
         prepared.model, prepared.problem.run, first_batch, prepared.layers
     )
-    space = SearchSpace.from_config(prepared.layers, config, macs=macs)
+    space = SearchSpace.from_config(
+        prepared.layers,
+        config,
+        macs=macs,
+        weight_shapes=layer_weight_shapes(prepared.model, prepared.layers),
+    )
     missing = sorted(space.reachable_configs() - set(prepared.table.bit_configs))
     if missing:
         raise UserError(
@@ -114,11 +119,15 @@ def run_search(
             if checkpoint is None
             else (checkpoint.generation + 1) * config.search.pop_size
         )
-        with SearchProgress(
-            total_generations * config.search.pop_size,
-            done,
-            enabled=show_progress and sys.stderr.isatty(),
-        ) as progress:
+        # the back-end is up (Ray workers ready) before Search writes the run dir
+        with (
+            backend,
+            SearchProgress(
+                total_generations * config.search.pop_size,
+                done,
+                enabled=show_progress and sys.stderr.isatty(),
+            ) as progress,
+        ):
             search = Search(
                 run_dir,
                 config,
@@ -146,8 +155,7 @@ def run_search(
 
             search.on_generation = on_generation
             try:
-                with backend:
-                    search.run(generations)
+                search.run(generations)
             finally:
                 search.close()
         return run_dir / PLOTS_DIR

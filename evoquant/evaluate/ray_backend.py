@@ -133,18 +133,22 @@ class RayEvaluator(AbstractContextManager):
             stack.enter_context(
                 ray_session(options.ray_address, self.run_dir, options.ray_dashboard)
             )
+            stack.callback(self._stop_workers)  # a shared session outlives them
             self._start_workers()
+            self._first_ready()
             self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _stop_workers(self) -> None:
         import ray
 
         for slot in self.slots:
             ray.kill(slot.actor)
         self.slots = []
         self._table_ref = None
-        self._stack.close()
 
     def _start_workers(self) -> None:
         import ray
@@ -161,6 +165,17 @@ class RayEvaluator(AbstractContextManager):
             self.options.threads_per_worker,
             gpus,
         )
+
+    def _first_ready(self) -> None:
+        """Wait for one actor to answer: a config no worker can build fails here, before
+        the search writes anything; the other actors join as they come up."""
+        import ray
+
+        while all(slot.state is None for slot in self.slots):
+            self._check_alive()
+            probes = {slot.probe: slot for slot in self.slots if slot.probe is not None}
+            [probe], _ = ray.wait(list(probes), num_returns=1)
+            self._answered(probes[probe])
 
     def _spawn(self) -> tuple[Any, Any]:
         """A new actor and its first ping."""

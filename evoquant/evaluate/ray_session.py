@@ -56,18 +56,25 @@ def _is_loopback(address: str) -> bool:
 
 @contextmanager
 def temp_dir_for(run_dir: Path) -> Iterator[Path]:
-    """``RUN_DIR/ray``, or a short symlink to it where sockets under it would be too long."""
+    """Ray's temp dir while Ray runs: ``RUN_DIR/ray`` or a short symlink to it.
+
+    After, only the logs stay: Ray's sockets and its ``session_latest`` link outlive
+    their use, and a socket or a dangling link breaks a plain copy of the run dir.
+    """
     logs = (run_dir / RAY_DIR).resolve()
     logs.mkdir(parents=True, exist_ok=True)
-    if len(str(logs)) <= MAX_TEMP_DIR:
-        yield logs
-        return
-    short = Path(tempfile.mkdtemp(prefix="evoquant-", dir="/tmp"))
-    (short / RAY_DIR).symlink_to(logs, target_is_directory=True)
+    short = None
+    if len(str(logs)) > MAX_TEMP_DIR:
+        short = Path(tempfile.mkdtemp(prefix="evoquant-", dir="/tmp"))
+        (short / RAY_DIR).symlink_to(logs, target_is_directory=True)
     try:
-        yield short / RAY_DIR
+        yield logs if short is None else short / RAY_DIR
     finally:
-        shutil.rmtree(short)  # the symlink, not the logs it points to
+        if short is not None:
+            shutil.rmtree(short)  # the symlink, not the logs it points to
+        (logs / "session_latest").unlink(missing_ok=True)
+        for sockets in logs.glob("session_*/sockets"):
+            shutil.rmtree(sockets, ignore_errors=True)
 
 
 @contextmanager

@@ -328,3 +328,16 @@ def test_with_every_worker_gone_the_run_stops_and_resumes(
     assert "'evoquant resume runs/lost' continues the run" in errors[0]
     assert broken_run["stopped_at"] == 0
     assert results(broken_run["run_dir"]) == results(failing_local_run)
+
+
+def test_a_config_no_worker_can_build_stops_before_the_run_starts(
+    ray_logs, tmp_path, local_run, digits_cache, capsys
+):
+    run_dir = tmp_path / "runs" / "bad"
+    share_table(local_run, run_dir)
+    config = digits_config(digits_cache) | {"error": "no_such_metric"}
+    assert search(tmp_path, "bad", config, "--workers", "1") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "evoquant: error: error metric 'no_such_metric' is not one of ['f_cos']"
+    ]
+    assert not (run_dir / "run.json").exists()

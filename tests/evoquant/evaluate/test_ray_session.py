@@ -36,13 +36,32 @@ def test_an_address_that_answers_passes():
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
 
 
+def fake_ray_session(temp: Path) -> None:
+    """What Ray leaves in its temp dir: logs, a socket, a ``session_latest`` link."""
+    session = temp / "session_1"
+    (session / "logs").mkdir(parents=True)
+    (session / "logs" / "raylet.out").write_text("started")
+    (session / "sockets").mkdir()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(session / "sockets" / "plasma_store"))
+    (temp / "session_latest").symlink_to(session)
+
+
 def test_a_deep_run_dir_is_reached_through_a_short_symlink(tmp_path):
     run_dir = tmp_path / ("deep" * 20)
     with temp_dir_for(run_dir) as temp:
         assert len(str(temp)) <= MAX_TEMP_DIR
-        (temp / "session").mkdir()
+        assert temp.resolve() == (run_dir / "ray").resolve()
+        fake_ray_session(temp)
     assert not temp.exists() and not temp.parent.exists()
-    assert (run_dir / "ray" / "session").is_dir()
+    left = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    assert [str(p) for p in left] == [
+        "ray",
+        "ray/session_1",
+        "ray/session_1/logs",
+        "ray/session_1/logs/raylet.out",
+    ]
+    shutil.copytree(run_dir, tmp_path / "copy")
 
 
 def test_a_shallow_run_dir_holds_the_ray_dir_itself():
@@ -50,5 +69,8 @@ def test_a_shallow_run_dir_holds_the_ray_dir_itself():
     try:
         with temp_dir_for(run_dir) as temp:
             assert temp == run_dir.resolve() / "ray" and temp.is_dir()
+            fake_ray_session(temp)
+        assert not (temp / "session_latest").exists()
+        assert not (temp / "session_1" / "sockets").exists()
     finally:
         shutil.rmtree(run_dir)
