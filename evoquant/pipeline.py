@@ -25,10 +25,8 @@ class Prepared:
     table: QuantTable
 
 
-def prepare(
-    config: RunConfig, run_dir: str | Path, rebuild_stale: bool = True
-) -> Prepared:
-    """Build the problem and its model, then load the run's QuantTable or calibrate anew."""
+def build_model_and_layers(config: RunConfig) -> tuple[Problem, nn.Module, list[Layer]]:
+    """The config's problem, its FP32 model and the layers the config quantizes."""
     problem = build_problem(config.problem.name, config.problem.args)
     model = problem.build_model().eval()
     layers = find_layers(
@@ -36,6 +34,14 @@ def prepare(
         include=[*problem.layer_include, *config.layers.include],
         exclude=[*problem.layer_exclude, *config.layers.exclude],
     )
+    return problem, model, layers
+
+
+def prepare(
+    config: RunConfig, run_dir: str | Path, rebuild_stale: bool = True
+) -> Prepared:
+    """Build the problem and its model, then load the run's QuantTable or calibrate anew."""
+    problem, model, layers = build_model_and_layers(config)
     table, rebuilt = load_or_build(
         run_dir,
         model,

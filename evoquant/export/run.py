@@ -31,14 +31,14 @@ from evoquant.export.qdq import (
 from evoquant.export.report import write_report
 from evoquant.export.scales import deployment_table, run_table
 from evoquant.export.validate import compare, run_calls, session
-from evoquant.quant.layers import Layer, find_layers
+from evoquant.pipeline import build_model_and_layers
+from evoquant.quant.layers import Layer
 from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import QuantTable
 from evoquant.report.atomic import write_bytes_atomic, write_text_atomic
 from evoquant.search import read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
 from problems.base import Problem
-from problems.registry import build_problem
 
 EXPORT_DIR = "export"
 
@@ -237,13 +237,7 @@ def export_run(
     index = pick(front, rule, config.search.objectives)
     if build_engines:
         engines.require_tensorrt()
-    problem = build_problem(config.problem.name, config.problem.args)
-    model = problem.build_model().eval()
-    layers = find_layers(
-        model,
-        include=[*problem.layer_include, *config.layers.include],
-        exclude=[*problem.layer_exclude, *config.layers.exclude],
-    )
+    problem, model, layers = build_model_and_layers(config)
     shapes = layer_weight_shapes(model, layers)
     space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
     plans = plan_layers(layers, genome_configs(front[index], space), shapes)
