@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from hardware import hardware
 
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.evaluate.fitness import GenomeFitness
@@ -101,13 +100,7 @@ def main() -> None:
     problem = build_problem("bevfusion_mini", problem_args)
     results = {
         "inputs": {"problem": "bevfusion_mini", "args": problem_args, "error": "f_box"},
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "torch": torch.__version__,
-        },
+        "hardware": hardware(torch_threads=args.threads),
         "fp32_held_out": held_out_map(problem, args.test_scenes, seed=0),
     }
     print("FP32 on held-out test scenes:", results["fp32_held_out"])

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from hardware import hardware
 
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.quant.layers import find_layers
@@ -77,14 +76,7 @@ def main() -> None:
         "digits_cnn_b64": build_problem("digits", {"calibration_batches": 1, "fitness_batches": 1}),
     }
     results = {
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "torch": torch.__version__,
-            "load_average_at_start": os.getloadavg(),
-        },
+        "hardware": hardware(torch_threads=args.threads),
         "models": {},
     }
     for name, problem in problems.items():

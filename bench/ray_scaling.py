@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from hardware import hardware
 
 from evoquant.config import RunConfig, parse_config
 from evoquant.driver import build_evaluator, build_space
@@ -129,14 +128,7 @@ def main() -> None:
                 )
     ratios = [r["2"] / r["1"] for r in rounds]
     results = {
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "hardware": hardware(load_average_at_start=load_at_start),
         "inputs": {
             "problem": "digits",
             "problem_args": problem_args,
