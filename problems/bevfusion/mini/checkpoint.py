@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
@@ -29,6 +31,20 @@ def load_config(path: str | Path = CONFIG) -> Config:
 def build_model_from_config(path: str | Path = CONFIG) -> BEVFusionMini:
     """An untrained model, built by name through the registry."""
     return MODELS.build(load_config(path).model)
+
+
+def initialised_model(path: str | Path = CONFIG) -> BEVFusionMini:
+    """An untrained model after ``init_weights()`` (the config's ``init_cfg``), as a
+    runner prepares it for training; mmengine's per-parameter report is not printed."""
+    model = build_model_from_config(path)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return model
 
 
 def load_model(

@@ -18,6 +18,8 @@ from problems.bevfusion.mini.registry import MODELS
 from problems.bevfusion.mini.swin import FFN
 
 HEAD_OUTPUTS = {"center": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
+HEATMAP_PRIOR_BIAS = -2.19
+"""Focal-loss prior: every heatmap logit starts at sigmoid(-2.19) = 0.1."""
 
 
 class PositionEmbeddingLearned(nn.Sequential):
@@ -72,8 +74,6 @@ class SeparateHead(nn.Module):
                 nn.ReLU(inplace=True),
                 nn.Conv1d(dims, channels, 1),
             )
-            if name == "heatmap":
-                nn.init.constant_(head[-1].bias, -2.19)
             self.add_module(name, head)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -105,7 +105,6 @@ class TransFusionHead(nn.Module):
             ConvModule(hidden_channels, hidden_channels, 3),
             nn.Conv2d(hidden_channels, num_classes, 3, padding=1),
         )
-        nn.init.constant_(self.heatmap_head[1].bias, -2.19)
         self.class_encoding = nn.Conv1d(num_classes, hidden_channels, 1)
         self.decoder = nn.ModuleList(
             [TransformerDecoderLayer(hidden_channels, num_heads, ffn_channels)]
@@ -119,6 +118,12 @@ class TransFusionHead(nn.Module):
         self.register_buffer(
             "bev_pos", torch.stack([x, y], -1).view(1, -1, 2), persistent=False
         )
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Heatmap priors; mmengine calls this after the model's generic ``init_cfg``."""
+        for conv in (self.heatmap_head[1], self.prediction_heads[0].heatmap[-1]):
+            nn.init.constant_(conv.bias, HEATMAP_PRIOR_BIAS)
 
     def proposals(self, heatmap: Tensor, forced: Tensor | None = None) -> Tensor:
         """Top heatmap peaks as flat (class * X * Y + cell) indices, B x P.

@@ -6,6 +6,11 @@ image_size = [32, 96]
 model = {
     "type": "BEVFusionMini",
     "data_preprocessor": {"type": "MiniDataPreprocessor", "mean": 0.5, "std": 0.25},
+    # OpenMMLab's initialisations (mmcv ConvModule / mmdet3d SECOND: Kaiming normal,
+    # fan_out; mmdet Swin: truncated normal std 0.02), not PyTorch's uniform defaults:
+    # the bell-shaped weights they train into are what low-bit quantization meets in
+    # real networks.
+    "init_cfg": {"type": "Kaiming", "layer": "Conv2d"},
     "img_backbone": {
         "type": "MiniSwin",
         "embed_dims": 16,
@@ -15,6 +20,10 @@ model = {
         "mlp_ratio": 2,
         "patch_size": 4,
         "out_indices": [1, 2, 3],
+        "init_cfg": [
+            {"type": "TruncNormal", "layer": "Linear", "std": 0.02, "bias": 0.0},
+            {"type": "Constant", "layer": "LayerNorm", "val": 1.0, "bias": 0.0},
+        ],
     },
     "img_neck": {
         "type": "GeneralizedLSSFPN",

@@ -58,11 +58,13 @@ class BEVFusionMini(BaseModel):
         pts_neck: dict,
         bbox_head: dict,
         data_preprocessor: dict | None = None,
+        init_cfg: dict | list | None = None,
     ) -> None:
         super().__init__(
             data_preprocessor=MODELS.build(
                 data_preprocessor or {"type": "MiniDataPreprocessor"}
-            )
+            ),
+            init_cfg=init_cfg,
         )
         self.img_backbone = MODELS.build(img_backbone)
         self.img_neck = MODELS.build(img_neck)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from evoquant.quant.matmul import QuantMatMul
@@ -190,8 +191,12 @@ class SwinStage(nn.Module):
 
 
 @MODELS.register_module()
-class MiniSwin(nn.Module):
-    """Swin-T's depths [2, 2, 6, 2] at a CPU-sized width; returns ``out_indices`` maps."""
+class MiniSwin(BaseModule):
+    """Swin-T's depths [2, 2, 6, 2] at a CPU-sized width; returns ``out_indices`` maps.
+
+    A ``BaseModule`` so that the config's ``init_cfg`` (mmdet's truncated-normal Linear
+    init) applies to it alone.
+    """
 
     def __init__(
         self,
@@ -202,8 +207,9 @@ class MiniSwin(nn.Module):
         mlp_ratio: int = 2,
         patch_size: int = 4,
         out_indices: tuple[int, ...] = (1, 2, 3),
+        init_cfg: dict | list | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(init_cfg)
         self.patch_embed = PatchEmbed(3, embed_dims, patch_size)
         dims = [embed_dims * 2**i for i in range(len(depths))]
         self.stages = nn.ModuleList(
