@@ -11,7 +11,7 @@ from problems.bevfusion.mini.geometry import (
     DISTRACTOR_COLOUR,
     camera_rig,
 )
-from problems.bevfusion.mini.layout import sample_layout
+from problems.bevfusion.mini.layout import sample_layout, sample_structures
 from problems.bevfusion.mini.lidar_sim import sample_points
 from problems.bevfusion.mini.render import render_camera
 
@@ -37,10 +37,17 @@ def make_scene(seed: int, index: int) -> Scene:
     """Scene ``index`` of the stream ``seed``; the same pair always gives the same scene."""
     rng = np.random.default_rng([seed, index])
     boxes, labels, distractors = sample_layout(rng)
-    everything = np.concatenate([boxes, distractors])
+    structures, structure_colours = sample_structures(
+        rng, np.concatenate([boxes, distractors])
+    )
+    everything = np.concatenate([boxes, distractors, structures])
     points = sample_points(rng, everything)
     colours = np.concatenate(
-        [CLASS_COLOURS[labels], np.tile(DISTRACTOR_COLOUR, (len(distractors), 1))]
+        [
+            CLASS_COLOURS[labels],
+            np.tile(DISTRACTOR_COLOUR, (len(distractors), 1)),
+            structure_colours,
+        ]
     )
     cam2img, lidar2cam = camera_rig()
     images = np.stack(

@@ -9,9 +9,17 @@ from problems.bevfusion.mini.geometry import (
     DISTRACTOR_COLOUR,
     GROUND_Z,
     IMAGE_SIZE,
+    STRUCTURE_COLOURS,
+    STRUCTURE_SIZES,
     camera_rig,
 )
-from problems.bevfusion.mini.layout import sample_layout
+from problems.bevfusion.mini.layout import (
+    MAX_STRUCTURES,
+    MIN_STRUCTURES,
+    sample_layout,
+    sample_structures,
+)
+from problems.bevfusion.mini.lidar_sim import sample_points
 from problems.bevfusion.mini.render import render_camera
 from problems.bevfusion.mini.scenes import make_scene
 
@@ -98,3 +106,25 @@ def test_distractors_return_lidar_but_are_not_ground_truth():
     assert np.allclose(
         pixel / pixel.sum(), DISTRACTOR_COLOUR / DISTRACTOR_COLOUR.sum(), atol=0.05
     )
+
+
+def test_background_structures_return_lidar_and_are_not_ground_truth():
+    rng = np.random.default_rng(0)
+    objects = np.array([[10.0, 0, GROUND_Z + 0.85, 4.6, 1.9, 1.7, 0.0, 0, 0]])
+    structures, colours = sample_structures(rng, objects)
+    assert MIN_STRUCTURES <= len(structures) <= MAX_STRUCTURES
+    assert len(colours) == len(structures)
+    sizes = structures[:, 3:6]
+    fits = (sizes[:, None] >= STRUCTURE_SIZES[None, :, 0] - 1e-9) & (
+        sizes[:, None] <= STRUCTURE_SIZES[None, :, 1] + 1e-9
+    )
+    kinds = fits.all(2).argmax(1)
+    assert fits.all(2).any(1).all()
+    assert np.array_equal(colours, STRUCTURE_COLOURS[kinds])
+    assert np.all(structures[:, 7:9] == 0)
+    clearance = np.hypot(*(structures[:, :2] - objects[0, :2]).T)
+    assert np.all(clearance > np.hypot(*objects[0, 3:5]) / 2)
+    points = sample_points(rng, structures)
+    for box in structures:
+        near = np.linalg.norm(points[:, :2] - box[:2], axis=1) < np.hypot(*box[3:5]) / 2
+        assert (points[near, 2] > GROUND_Z + 0.2).sum() >= 4
