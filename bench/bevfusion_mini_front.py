@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hardware import hardware
 
 from evoquant.archive import ARCHIVE_FILE, Archive
 from evoquant.report.front import pareto_front
@@ -106,11 +107,7 @@ def main() -> None:
             "config": str(CONFIG.relative_to(ROOT)),
             "command": " ".join(command[1:]),
         },
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-        },
+        "hardware": hardware(),
         "search_seconds_including_calibration": round(seconds, 1),
         "search_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
         "load_average_at_end": os.getloadavg(),

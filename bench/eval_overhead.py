@@ -33,7 +33,9 @@ def measure(problem: Problem, repeats: int, seed: int) -> dict:
     model = problem.build_model().eval()
     layers = find_layers(model)
     quant = QuantConfig(alpha=AlphaConfig(enabled=False))
-    table = build_quant_table(model, layers, problem.run, problem.calibration_batches[:1], quant)
+    table = build_quant_table(
+        model, layers, problem.run, problem.calibration_batches[:1], quant
+    )
     quantized = QuantizedModel(model, table)
     batch = problem.fitness_batches[0]
     rng = np.random.default_rng(seed)
@@ -71,9 +73,19 @@ def main() -> None:
     problems = {
         "resnet18_b8_224": build_problem(
             "torchvision",
-            {"model": "resnet18", "batch_size": 8, "calibration_batches": 1, "fitness_batches": 1},
+            {
+                "model": "resnet18",
+                "batch_size": 8,
+                "calibration_batches": 1,
+                "fitness_batches": 1,
+            },
         ),
-        "digits_cnn_b64": build_problem("digits", {"calibration_batches": 1, "fitness_batches": 1}),
+        "digits_cnn_b64": build_problem(
+            "digits", {"calibration_batches": 1, "fitness_batches": 1}
+        ),
+        "bevfusion_mini_b4": build_problem(
+            "bevfusion_mini", {"calibration_batches": 1, "fitness_batches": 1}
+        ),
     }
     results = {
         "hardware": hardware(torch_threads=args.threads),

@@ -25,17 +25,6 @@ def problem():
     )
 
 
-@pytest.fixture(scope="module")
-def fitness(problem):
-    model = problem.build_model()
-    layers = find_layers(model)
-    quant = QuantConfig(alpha=AlphaConfig(enabled=False))
-    table = build_quant_table(
-        model, layers, problem.run, problem.calibration_batches, quant
-    )
-    return GenomeFitness(problem, model, table, layers, "f_box")
-
-
 def test_shipped_checkpoint_is_small_and_documented():
     assert WEIGHTS.stat().st_size <= 5_000_000
     record = json.loads(log_path(WEIGHTS).read_text())
@@ -43,19 +32,53 @@ def test_shipped_checkpoint_is_small_and_documented():
     assert record["log"][-1]["step"] == record["settings"]["steps"]
 
 
-def test_fp32_map_on_held_out_scenes(fitness):
-    metrics = fitness(None)
-    assert metrics["mAP"] >= 0.5
-    assert metrics["f_box"] == metrics["e_center"] == metrics["e_yaw_size"] == 0.0
+UNIFORM = {"W16A16": (16, 16), "W8A8": (8, 8), "W4A8": (4, 8), "W2A8": (2, 8)}
 
 
-def test_uniform_8_bit_is_close_and_2_bit_collapses(fitness):
-    layers = len(fitness.layers)
-    fp32 = fitness(None)
-    w8 = fitness([(8, 8)] * layers)
-    w2 = fitness([(2, 8)] * layers)
-    assert w8["f_box"] < 0.1 and abs(w8["mAP"] - fp32["mAP"]) < 0.03
-    assert w2["f_box"] > 0.5 and w2["mAP"] < fp32["mAP"] - 0.2
+@pytest.fixture(scope="module")
+def uniform_scores():
+    """Detection scores of FP32 and of uniform configs, min/max and alpha, on 128 scenes.
+
+    Keys are "FP32", "W8A8" (min/max) and "W4A8 alpha"-style names. 128 scenes of the
+    fitness stream (never trained on) keep a small mAP drop above the scene noise.
+    """
+    problem = build_problem(
+        "bevfusion_mini", {"calibration_batches": 2, "fitness_batches": 32}
+    )
+    scores = {}
+    for alpha, names in ((False, list(UNIFORM)), (True, ["W4A8", "W2A8"])):
+        model = problem.build_model()  # each QuantizedModel owns its FP32 copy
+        layers = find_layers(model)
+        quant = QuantConfig(alpha=AlphaConfig(enabled=alpha))
+        table = build_quant_table(
+            model, layers, problem.run, problem.calibration_batches, quant
+        )
+        fitness = GenomeFitness(problem, model, table, layers, "f_box")
+        scores.setdefault("FP32", fitness(None))
+        for name in names:
+            key = f"{name} alpha" if alpha else name
+            scores[key] = fitness([UNIFORM[name]] * len(layers))
+    return scores
+
+
+def test_fp32_detects_on_held_out_scenes(uniform_scores):
+    fp32 = uniform_scores["FP32"]
+    assert fp32["mAP"] >= 0.5
+    assert fp32["f_box"] == fp32["e_center"] == fp32["e_yaw_size"] == 0.0
+
+
+def test_uniform_quantization_behaves_as_in_the_thesis(uniform_scores):
+    """Tables 3.1-3.3: 16 and 8 bits match FP32, 4 bits drop a little, 2 bits collapse
+    (the thesis keeps 4-6 % of its mAP; alpha recovers more here, up to about a third)."""
+    fp32 = uniform_scores["FP32"]["mAP"]
+    m = {name: scores["mAP"] for name, scores in uniform_scores.items()}
+    assert abs(m["W16A16"] - fp32) <= 0.02 and abs(m["W8A8"] - fp32) <= 0.02
+    assert 0 < fp32 - m["W4A8"] <= 0.05 and 0 < fp32 - m["W4A8 alpha"] <= 0.05
+    assert m["W2A8"] <= 0.25 * fp32 and m["W2A8 alpha"] <= 0.35 * fp32
+    assert m["W2A8 alpha"] > m["W2A8"]  # alpha helps at 2 bits
+    f_box = {name: scores["f_box"] for name, scores in uniform_scores.items()}
+    assert f_box["W8A8"] < f_box["W4A8"] < f_box["W2A8"]
+    assert f_box["W2A8"] > 0.8
 
 
 def test_problem_is_picklable_and_batches_are_split(problem):
