@@ -20,6 +20,8 @@ from evoquant.quant.fakequant import QParams, fake_quantize
 from evoquant.quant.table import LayerEntry, QuantTable
 
 Gene = int | BitConfig | None
+WRAPPED = "_evoquant_wrapped"
+"""Set on a model while a QuantizedModel owns it: its weights may then be quantized ones."""
 """Weight bits (the table's config with that weight width), an explicit (w, a), or None = FP32."""
 
 
@@ -85,6 +87,11 @@ class QuantizedModel:
     """Wraps an FP32 model (in place) so that ``apply(genome)`` selects per-layer precisions."""
 
     def __init__(self, model: nn.Module, table: QuantTable):
+        if getattr(model, WRAPPED, False):
+            raise UserError(
+                "model is already wrapped by a QuantizedModel (its weights may be "
+                "quantized): call remove() on that one first, or wrap a fresh model"
+            )
         modules = dict(model.named_modules())
         missing = [name for name in table.layers if name not in modules]
         if missing:
@@ -101,6 +108,7 @@ class QuantizedModel:
             for layer in self._layers
         ]
         self._by_weight_bits = _unique_weight_widths(table.bit_configs)
+        setattr(model, WRAPPED, True)
 
     def apply(self, genome: Sequence[Gene] | None) -> list[BitConfig | None]:
         """Select each layer's config; ``None`` (whole genome or one gene) means exact FP32.
@@ -140,6 +148,7 @@ class QuantizedModel:
         self.apply(None)
         for handle in self._handles:
             handle.remove()
+        setattr(self.model, WRAPPED, False)
 
 
 def _unique_weight_widths(configs: Sequence[BitConfig]) -> dict[int, BitConfig]:

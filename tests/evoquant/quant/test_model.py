@@ -94,3 +94,18 @@ def test_sixteen_bits_is_close_to_fp32(tiny_model, tiny_batches, table):
 def test_bad_genomes_are_user_errors(tiny_model, table, genome, message):
     with pytest.raises(UserError, match=message):
         QuantizedModel(tiny_model, table).apply(genome)
+
+
+def test_a_wrapped_model_cannot_be_wrapped_again_until_removed(
+    tiny_model, tiny_batches, table
+):
+    with torch.no_grad():
+        reference = tiny_model(tiny_batches[0])
+        first = QuantizedModel(tiny_model, table)
+        first.apply([2] * 5)
+        with pytest.raises(UserError, match="already wrapped"):
+            QuantizedModel(tiny_model, table)
+        first.remove()
+        second = QuantizedModel(tiny_model, table)
+        second.apply(None)
+        assert torch.equal(second(tiny_batches[0]), reference)
