@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -110,7 +109,6 @@ def main() -> None:
         "hardware": hardware(),
         "search_seconds_including_calibration": round(seconds, 1),
         "search_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-        "load_average_at_end": os.getloadavg(),
     } | compare(run_dir)
     print(json.dumps({k: v for k, v in results.items() if k != "front"}, indent=1))
     print(f"front of {len(results['front'])} points")

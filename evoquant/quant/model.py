@@ -20,9 +20,9 @@ from evoquant.quant.fakequant import QParams, fake_quantize
 from evoquant.quant.table import LayerEntry, QuantTable
 
 Gene = int | BitConfig | None
+"""Weight bits (the table's config with that weight width), an explicit (w, a), or None = FP32."""
 WRAPPED = "_evoquant_wrapped"
 """Set on a model while a QuantizedModel owns it: its weights may then be quantized ones."""
-"""Weight bits (the table's config with that weight width), an explicit (w, a), or None = FP32."""
 
 
 class _ActiveLayer:

@@ -21,7 +21,6 @@ CLASS_COLOURS = np.array(
 DISTRACTOR_COLOUR = np.array([0.3, 0.27, 0.24])
 """Unknown objects: LiDAR-identical to a class, dark brown-grey in the cameras."""
 
-STRUCTURE_KINDS = ("wall", "pole", "bush")
 STRUCTURE_SIZES = np.array(
     [
         [[4.0, 0.2, 1.8], [10.0, 0.4, 3.0]],
@@ -29,10 +28,12 @@ STRUCTURE_SIZES = np.array(
         [[1.0, 1.0, 0.6], [2.5, 2.5, 1.4]],
     ]
 )
-"""(smallest, largest) (length, width, height) of each background structure kind."""
+"""(smallest, largest) (length, width, height) of each background structure kind:
+wall, pole, bush."""
 STRUCTURE_COLOURS = np.array(
     [[0.62, 0.58, 0.5], [0.22, 0.22, 0.24], [0.25, 0.45, 0.18]]
 )
+"""Camera colour of each structure kind: beige wall, dark pole, green bush."""
 
 BEV_RANGE = 25.6
 """Half-width of the square BEV area in metres (x and y in [-25.6, 25.6))."""

@@ -91,14 +91,13 @@ def sample_structures(
     above the ground.
     """
     count = rng.integers(MIN_STRUCTURES, MAX_STRUCTURES + 1)
-    placed, boxes, kinds = list(occupied), [], []
+    boxes, kinds = [], []
     for _ in range(100):
         if len(boxes) == count:
             break
         kind = rng.integers(len(STRUCTURE_SIZES))
-        box = _place(rng, rng.uniform(*STRUCTURE_SIZES[kind]), placed)
+        box = _place(rng, rng.uniform(*STRUCTURE_SIZES[kind]), [*occupied, *boxes])
         if box is not None:
-            placed.append(box)
             boxes.append(box)
             kinds.append(kind)
     return np.array(boxes).reshape(-1, 9), STRUCTURE_COLOURS[kinds].reshape(-1, 3)

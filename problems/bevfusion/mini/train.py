@@ -1,9 +1,9 @@
 """Train the mini BEVFusion on synthetic scenes: ``python -m problems.bevfusion.mini.train``.
 
 One torch thread (the machine is shared), a fixed pool of training scenes generated up
-front and a fixed number of steps, so a run is reproducible and takes ~25 minutes on one
-core (the shipped checkpoint: 1,681 s with the other core busy). Writes the weights (safetensors) and a JSON log with the seed, the settings and
-the loss curve beside them.
+front and a fixed number of steps, so a run is reproducible; the shipped checkpoint took
+1,681 s on one core with the other core busy. Writes the weights (safetensors) and a JSON
+log with the seed, the settings and the loss curve beside them.
 """
 
 from __future__ import annotations

@@ -32,7 +32,13 @@ def test_shipped_checkpoint_is_small_and_documented():
     assert record["log"][-1]["step"] == record["settings"]["steps"]
 
 
-UNIFORM = {"W16A16": (16, 16), "W8A8": (8, 8), "W4A8": (4, 8), "W2A8": (2, 8)}
+UNIFORM = {
+    "FP32": None,
+    "W16A16": (16, 16),
+    "W8A8": (8, 8),
+    "W4A8": (4, 8),
+    "W2A8": (2, 8),
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +60,9 @@ def uniform_scores():
             model, layers, problem.run, problem.calibration_batches, quant
         )
         fitness = GenomeFitness(problem, model, table, layers, "f_box")
-        scores.setdefault("FP32", fitness(None))
         for name in names:
-            key = f"{name} alpha" if alpha else name
-            scores[key] = fitness([UNIFORM[name]] * len(layers))
+            genome = None if name == "FP32" else [UNIFORM[name]] * len(layers)
+            scores[f"{name} alpha" if alpha else name] = fitness(genome)
     return scores
 
 
