@@ -107,7 +107,7 @@ def box_fidelity(
 ) -> dict[str, float]:
     """F_box = a * E_center + (1 - a) * E_yaw+size of ``outputs`` against ``reference``.
 
-    SPEC §3: references are FP32 boxes scoring >= ``ref_score``, candidates the
+    As in docs/fbox.md: references are FP32 boxes scoring >= ``ref_score``, candidates the
     quantized boxes scoring >= ``ref_score``; per sample and class, references in
     descending score take the nearest unmatched candidate within ``max_distance``.
     A matched pair costs min(d / D, 1) in E_center and

@@ -3,7 +3,7 @@
 For every layer and bit configuration the search minimises the MSE between the
 layer's FP32 output and its quantized output, batch by batch; only the count of
 each batch's winning alpha is kept, and the final alpha is the
-occurrence-weighted mean (SPEC §1).
+occurrence-weighted mean (docs/method.md).
 
 Sequential rather than joint grid: alpha_w is searched first with FP32 inputs
 (so it depends only on the weight bit-width), then alpha_a with that final
