@@ -4,8 +4,8 @@ Runs ``evoquant search problems/configs/bevfusion_mini_demo.yaml`` (calibration
 included, timed), then compares the final population's Pareto front in (f_bits, f_box)
 with the uniform genomes, which the search evaluated in generation 0 on the same fitness
 scenes: uniform W4A8 and W8A8 must each be strictly dominated by a front point, and no
-uniform genome may dominate a front point (docs/method.md, acceptance). Wall and CPU seconds are both
-recorded because the machine may be shared. Writes
+uniform genome may dominate a front point (docs/method.md, acceptance). Wall and CPU
+seconds are both recorded because the machine may be shared. Writes
 ``bench/results/bevfusion_mini_front.json``.
 """
 

@@ -107,9 +107,10 @@ def box_fidelity(
 ) -> dict[str, float]:
     """F_box = a * E_center + (1 - a) * E_yaw+size of ``outputs`` against ``reference``.
 
-    As in docs/fbox.md: references are FP32 boxes scoring >= ``ref_score``, candidates the
-    quantized boxes scoring >= ``ref_score``; per sample and class, references in
-    descending score take the nearest unmatched candidate within ``max_distance``.
+    Defined in docs/fbox.md: references are FP32 boxes scoring >= ``ref_score``,
+    candidates the quantized boxes scoring >= ``ref_score``; per sample and class,
+    references in descending score take the nearest unmatched candidate within
+    ``max_distance``.
     A matched pair costs min(d / D, 1) in E_center and
     0.5 |wrap(dyaw)| / pi + 0.5 (1 - IoU_aligned) in E_yaw+size; an unmatched reference
     or candidate costs 1 in both. Both errors are means over references + unmatched

@@ -37,7 +37,7 @@ def _dominates(a: Point, b: Point) -> bool:
 
 
 def _standing(front: Sequence[Point], point: Point) -> str:
-    """Where a uniform configuration stands against the front (the acceptance test of docs/method.md)."""
+    """Where a uniform configuration stands against the front (docs/method.md, acceptance)."""
     if any(_dominates(q, point) for q in front):
         return "dominated"
     if any(q[COST] == point[COST] and q[ERROR] == point[ERROR] for q in front):

@@ -6,7 +6,7 @@ from pathlib import Path
 from evoquant.quant.layers import find_layers
 
 APPENDIX = Path(__file__).with_name("thesis_108_layers.tsv")
-"""The reference thesis's appendix list of the 108 quantized BEVFusion layers, in genome order."""
+"""The thesis appendix: the 108 quantized BEVFusion layers in genome order."""
 
 
 def appendix_layers() -> list[tuple[str, str]]:
