@@ -1,50 +1,144 @@
-"""Run configuration: YAML validated against a schema, unknown keys rejected."""
+"""Run configuration: YAML validated against a schema, unknown keys rejected.
+
+Every mistake a config can hold is found here, while it loads, so that a wrong
+setting is one line of error before anything is written, not a traceback (or an
+exhausted memory) some way into a run. Numbers are bounded where a typo would
+otherwise ask for absurd amounts of memory or time.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from evoquant.errors import UserError
 from evoquant.export.support import W4A16, W8A8, W16A16
 from evoquant.quant.fakequant import BIT_WIDTHS
 
+SEED_LIMIT = 2**32
+"""Seeds are in ``[0, SEED_LIMIT)``: what numpy's and pymoo's generators take."""
+MAX_POP_SIZE = 100_000
+MAX_GENERATIONS = 100_000
+MAX_ALPHA_POINTS = 1001
+"""The most points the stage-2 alpha grid may have: each is one more scale to try per layer."""
+MAX_WORKERS = 10_000
+MAX_THREADS_PER_WORKER = 1024
+MAX_RETRIES = 100
+MAX_GPUS_PER_WORKER = 1024
+RAY_RESOURCE_PRECISION = 1e-4
+"""The finest fraction of a GPU Ray can reserve."""
+
+COST_EXCLUDED = {
+    "error": "the error objective",
+    "f_cos": "an error metric",
+    "compression": "larger when cheaper; minimise f_bits or relative_cost instead",
+}
+"""Metrics that cannot be the cost objective, which the search minimises."""
+
+
+def _not_bool(value: Any) -> Any:
+    """Refuse ``true``/``false`` where a number is meant (pydantic would read 1 or 0)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "number_type", "Input should be a number, not a boolean"
+        )
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_not_bool)]
+"""An int, from an int or an integral float (``1.0e+3``); never a bool or ``2.5``."""
+Number = Annotated[float, BeforeValidator(_not_bool)]
+"""A finite float (sections forbid inf and nan), never a bool."""
+
+
+def _plain_data(value: Any, where: str = "") -> None:
+    """Refuse what YAML can hold but run.json cannot store back as it was read."""
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _plain_data(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                # pydantic reports a ValueError as a validation error, a TypeError not
+                raise ValueError(f"{where or 'args'}: key {key!r} is not text")  # noqa: TRY004
+            _plain_data(item, f"{where}.{key}" if where else key)
+        return
+    kind = (
+        "a date"
+        if isinstance(value, (date, datetime))
+        else f"a {type(value).__name__} value"
+    )
+    raise ValueError(
+        f"{where or 'args'} is {kind}: problem arguments must be text, numbers, "
+        "booleans, null, lists or mappings"
+    )
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProblemConfig(Section):
-    """``name`` is a registered problem or an import path ``package.module:factory``."""
+    """``name`` is a registered problem or an import path ``package.module:factory``.
+
+    ``args`` are plain data (what run.json stores back unchanged); their names and
+    types are checked against the factory's signature when the problem is built
+    (``problems.registry``).
+    """
 
     name: str
     args: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("args")
+    @classmethod
+    def _check_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        _plain_data(args)
+        return args
+
 
 class AlphaConfig(Section):
-    """The stage-2 grid of scale factors; ``enabled: false`` is the thesis's "Q" variant."""
+    """The stage-2 grid of scale factors; ``enabled: false`` is the thesis's "Q" variant.
+
+    The grid ``start, start + step, ..., stop`` has at most ``MAX_ALPHA_POINTS`` (1001)
+    points, enabled or not.
+    """
 
     enabled: bool = True
-    start: float = 0.80
-    stop: float = 1.20
-    step: float = 0.02
+    start: Number = 0.80
+    stop: Number = 1.20
+    step: Number = 0.02
 
     @model_validator(mode="after")
     def _check_grid(self) -> AlphaConfig:
         if not (0 < self.start <= self.stop) or self.step <= 0:
             raise ValueError("alpha grid needs 0 < start <= stop and step > 0")
+        intervals = (self.stop - self.start) / self.step
+        count = round(intervals) + 1 if math.isfinite(intervals) else math.inf
+        if count > MAX_ALPHA_POINTS:
+            raise ValueError(
+                f"alpha grid from {self.start:g} to {self.stop:g} in steps of "
+                f"{self.step:g} has {count} points; at most {MAX_ALPHA_POINTS} are allowed"
+            )
         return self
 
     def grid(self) -> list[float]:
@@ -56,12 +150,14 @@ class AlphaConfig(Section):
 
 class QuantConfig(Section):
     scheme: Literal["thesis", "tensorrt"] = "thesis"
-    bit_configs: list[tuple[int, int]] = [(2, 8), (4, 8), (8, 8), (16, 16)]
+    bit_configs: list[tuple[Integer, Integer]] = [(2, 8), (4, 8), (8, 8), (16, 16)]
     alpha: AlphaConfig = AlphaConfig()
 
     @field_validator("bit_configs")
     @classmethod
     def _check_bits(cls, configs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if not configs:
+            raise ValueError("bit_configs is empty: list at least one [weights, acts]")
         for w, a in configs:
             if w not in BIT_WIDTHS or a not in BIT_WIDTHS:
                 raise ValueError(
@@ -71,22 +167,37 @@ class QuantConfig(Section):
 
 
 class LayersConfig(Section):
-    """Glob patterns on dotted layer names; ``fixed`` pins layers to one bit-width."""
+    """Glob patterns on dotted layer names; ``fixed`` pins layers to one bit-width.
+
+    A pinned width must be one of ``search.alphabet``.
+    """
 
     include: list[str] = []
     exclude: list[str] = []
-    fixed: dict[str, int] = {}
+    fixed: dict[str, Integer] = {}
 
 
 class SearchConfig(Section):
-    pop_size: int = 100
-    generations: int = 50
+    """NSGA-II's settings.
+
+    ``pop_size`` is 2 to ``MAX_POP_SIZE`` (100000) and ``generations`` 1 to
+    ``MAX_GENERATIONS`` (100000): a typo must not ask for all the memory there is.
+    ``mutation_prob`` (per gene; unset: 1 / genome length) is in (0, 1],
+    ``crossover_prob`` in [0, 1]. ``alphabet`` lists the weight bit-widths a gene may
+    take. ``objectives`` are exactly two, both minimised: a cost first (``f_bits``,
+    ``relative_cost``, ``avg_weight_bits``, ``megabytes`` or a cost metric of the
+    problem's own), then ``error``, the metric the top-level ``error`` key names; the
+    fronts, plots and hypervolume are drawn in these two dimensions.
+    """
+
+    pop_size: Integer = 100
+    generations: Integer = 50
     mutation: Literal["adjacent", "random_reset"] = "adjacent"
-    mutation_prob: float | None = None
+    mutation_prob: Number | None = None
     crossover: Literal["midpoint", "random", "module"] = "midpoint"
-    crossover_prob: float = 0.9
+    crossover_prob: Number = 0.9
     policy: Literal["thesis", "two_genes"] = "thesis"
-    alphabet: list[int] = list(BIT_WIDTHS)
+    alphabet: list[Integer] = list(BIT_WIDTHS)
     objectives: list[str] = ["f_bits", "error"]
 
     @field_validator("pop_size")
@@ -94,6 +205,8 @@ class SearchConfig(Section):
     def _check_pop(cls, value: int) -> int:
         if value < 2:
             raise ValueError("pop_size must be at least 2")
+        if value > MAX_POP_SIZE:
+            raise ValueError(f"pop_size must be at most {MAX_POP_SIZE}, not {value}")
         return value
 
     @field_validator("generations")
@@ -101,7 +214,56 @@ class SearchConfig(Section):
     def _check_generations(cls, value: int) -> int:
         if value < 1:
             raise ValueError("generations must be at least 1")
+        if value > MAX_GENERATIONS:
+            raise ValueError(
+                f"generations must be at most {MAX_GENERATIONS}, not {value}"
+            )
         return value
+
+    @field_validator("mutation_prob")
+    @classmethod
+    def _check_mutation_prob(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 1:
+            raise ValueError(f"mutation_prob must be in (0, 1], not {value:g}")
+        return value
+
+    @field_validator("crossover_prob")
+    @classmethod
+    def _check_crossover_prob(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"crossover_prob must be in [0, 1], not {value:g}")
+        return value
+
+    @field_validator("alphabet")
+    @classmethod
+    def _check_alphabet(cls, alphabet: list[int]) -> list[int]:
+        if not alphabet:
+            raise ValueError("alphabet is empty")
+        for bits in alphabet:
+            if bits not in BIT_WIDTHS:
+                raise ValueError(f"{bits} bits is not one of {BIT_WIDTHS}")
+        return alphabet
+
+    @field_validator("objectives")
+    @classmethod
+    def _check_objectives(cls, objectives: list[str]) -> list[str]:
+        if len(objectives) != 2:
+            raise ValueError(
+                f"objectives must be two, a cost and error (fronts, plots and "
+                f"hypervolume are two-dimensional), not {objectives}"
+            )
+        cost, error = objectives
+        if error != "error":
+            raise ValueError(
+                f"the second objective must be error (the metric the top-level "
+                f"error key names), not {error!r}"
+            )
+        if cost in COST_EXCLUDED:
+            raise ValueError(
+                f"the first objective must be a cost, and {cost!r} is "
+                f"{COST_EXCLUDED[cost]}"
+            )
+        return objectives
 
 
 TENSORRT_BIT_CONFIGS = [W4A16, W8A8, W16A16]
@@ -116,14 +278,19 @@ class EvaluatorConfig(Section):
     to 0 otherwise. ``ray_address`` absent starts a private local Ray instance; ``auto``
     joins the cluster started with ``ray start --head``. A genome whose evaluation
     raises is tried ``retries`` more times before it is recorded as failed.
+
+    Bounds: ``workers`` 1 to ``MAX_WORKERS`` (10000), ``threads_per_worker`` 1 to
+    ``MAX_THREADS_PER_WORKER`` (1024), ``retries`` 0 to ``MAX_RETRIES`` (100);
+    ``gpus_per_worker`` is 0, a fraction of one GPU in steps Ray can reserve (0.0001),
+    or a whole number of GPUs up to ``MAX_GPUS_PER_WORKER`` (1024), as Ray requires.
     """
 
     backend: Literal["local", "ray"] = "ray"
-    workers: int | None = None
+    workers: Integer | None = None
     ray_address: str | None = None
-    gpus_per_worker: float | None = None
-    threads_per_worker: int = 1
-    retries: int = 2
+    gpus_per_worker: Number | None = None
+    threads_per_worker: Integer = 1
+    retries: Integer = 2
     ray_dashboard: bool = False
 
     @field_validator("workers")
@@ -131,13 +298,31 @@ class EvaluatorConfig(Section):
     def _check_workers(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError("workers must be at least 1")
+        if value is not None and value > MAX_WORKERS:
+            raise ValueError(f"workers must be at most {MAX_WORKERS}, not {value}")
         return value
 
     @field_validator("gpus_per_worker")
     @classmethod
     def _check_gpus(cls, value: float | None) -> float | None:
-        if value is not None and not value >= 0:
+        if value is None:
+            return value
+        if not value >= 0:
             raise ValueError("gpus_per_worker must be 0 or more (fractions allowed)")
+        if value > MAX_GPUS_PER_WORKER:
+            raise ValueError(
+                f"gpus_per_worker must be at most {MAX_GPUS_PER_WORKER}, not {value:g}"
+            )
+        if value > 1 and not value.is_integer():
+            raise ValueError(
+                f"gpus_per_worker {value:g}: Ray shares a GPU in fractions up to 1; "
+                "more than one GPU must be a whole number"
+            )
+        if 0 < value < RAY_RESOURCE_PRECISION:
+            raise ValueError(
+                f"gpus_per_worker {value:g} is finer than Ray's "
+                f"{RAY_RESOURCE_PRECISION:g} of a GPU"
+            )
         return value
 
     @field_validator("threads_per_worker")
@@ -145,6 +330,11 @@ class EvaluatorConfig(Section):
     def _check_threads(cls, value: int) -> int:
         if value < 1:
             raise ValueError("threads_per_worker must be at least 1")
+        if value > MAX_THREADS_PER_WORKER:
+            raise ValueError(
+                f"threads_per_worker must be at most {MAX_THREADS_PER_WORKER}, "
+                f"not {value}"
+            )
         return value
 
     @field_validator("retries")
@@ -152,6 +342,8 @@ class EvaluatorConfig(Section):
     def _check_retries(cls, value: int) -> int:
         if value < 0:
             raise ValueError("retries must be 0 or more")
+        if value > MAX_RETRIES:
+            raise ValueError(f"retries must be at most {MAX_RETRIES}, not {value}")
         return value
 
 
@@ -163,9 +355,17 @@ class RunConfig(Section):
     layers: LayersConfig = LayersConfig()
     search: SearchConfig = SearchConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
-    seed: int = 0
+    seed: Integer = 0
+    """numpy's and pymoo's seed: 0 <= seed < 2**32."""
     target: Literal["tensorrt"] | None = None
     """Deployment target: restricts every layer's alphabet to what it can run."""
+
+    @field_validator("seed")
+    @classmethod
+    def _check_seed(cls, value: int) -> int:
+        if not 0 <= value < SEED_LIMIT:
+            raise ValueError(f"seed must be in [0, 2**32), not {value}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -191,6 +391,29 @@ class RunConfig(Section):
         defaults = {"scheme": "tensorrt", "bit_configs": TENSORRT_BIT_CONFIGS}
         return data | {"quant": defaults | quant}
 
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> RunConfig:
+        """What one section cannot judge alone; the search space checks the same again."""
+        alphabet = sorted(set(self.search.alphabet))
+        for pattern, bits in self.layers.fixed.items():
+            if bits not in alphabet:
+                raise ValueError(
+                    f"layers.fixed {pattern!r}: {bits} bits is not in search.alphabet "
+                    f"{alphabet}"
+                )
+        if self.target is not None and self.search.policy != "thesis":
+            raise ValueError(
+                f"target {self.target} derives activations from weights: use "
+                "search.policy thesis"
+            )
+        cost = self.search.objectives[0]
+        if cost == self.error:
+            raise ValueError(
+                f"search.objectives: the first objective must be a cost, and {cost!r} "
+                "is the error metric"
+            )
+        return self
+
     def digest(self) -> str:
         """A stable hash of every setting, to tell whether a run dir matches a config.
 
@@ -210,12 +433,14 @@ class RunConfig(Section):
 
 
 def _first_error(error: ValidationError) -> str:
+    """``where: message``; a check across sections names its keys in the message itself."""
     detail = error.errors()[0]
-    where = ".".join(str(part) for part in detail["loc"]) or "config"
     message = detail["msg"]
     if detail["type"] == "extra_forbidden":
         message = "unknown key"
-    return f"{where}: {message}"
+    if not detail["loc"]:
+        return message.removeprefix("Value error, ")
+    return ".".join(str(part) for part in detail["loc"]) + f": {message}"
 
 
 def parse_config(data: Any, source: str = "config") -> RunConfig:
@@ -226,16 +451,61 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as error:
         raise UserError(f"{source}: {_first_error(error)}") from None
+    except RecursionError:
+        raise UserError(f"{source}: settings nested too deeply") from None
+
+
+def _merge(settings: dict[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(settings)
+    for key, value in updates.items():
+        if value is None:
+            continue
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def with_overrides(
+    config: RunConfig, updates: Mapping[str, Any], source: str = "command line"
+) -> RunConfig:
+    """``config`` with ``updates`` applied, validated as a config file is.
+
+    ``updates`` maps top-level keys to values and section names to mappings of the
+    section's keys, merged into it: ``{"seed": 3, "search": {"pop_size": 8}}``. A
+    ``None`` value is no update (a command-line flag that was not given). A wrong
+    value is a one-line UserError starting with ``source``, unlike
+    ``model_copy(update=...)``, which checks nothing.
+    """
+    return parse_config(_merge(config.model_dump(), updates), source)
 
 
 def load_config(path: str | Path) -> RunConfig:
+    """The config in the YAML file ``path``; every way it can be wrong is a UserError."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a config file")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path}: not a UTF-8 text file (byte {raw[error.start]:#04x} at "
+            f"offset {error.start})"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise UserError(
             f"{path}: not valid YAML ({error.__class__.__name__})"
         ) from None
+    except RecursionError:
+        raise UserError(f"{path}: YAML nested too deeply") from None
     return parse_config(data, str(path))

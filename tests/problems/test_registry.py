@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,9 @@ def user_module(tmp_path, monkeypatch):
 
             def not_a_problem():
                 return 42
+
+            def sized(width: int = 3, scale: float = 1.0):
+                return make(width)
 
             broken = "not callable"
             """
@@ -120,3 +124,167 @@ def test_importing_the_registry_does_not_import_torchvision():
     subprocess.run(
         [sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2]
     )
+
+
+def typed_problem(
+    width: int = 2,
+    scale: float = 1.0,
+    label: str | None = None,
+    sizes: list[int] | None = None,
+    mode: int | str = 0,
+    **extra: int,
+) -> Problem:
+    typed_problem.calls.append(
+        {"width": width, "scale": scale, "sizes": sizes, "mode": mode} | extra
+    )
+    return tiny_problem(width)
+
+
+typed_problem.calls = []
+
+
+@pytest.fixture
+def typed():
+    typed_problem.calls.clear()
+    register_problem("typed")(typed_problem)
+    return typed_problem.calls
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            {"width": "abc"},
+            (
+                "problem 'typed': argument width: Input should be a valid integer, "
+                "unable to parse string as an integer"
+            ),
+        ),
+        (
+            {"width": [4]},
+            "problem 'typed': argument width: Input should be a valid integer",
+        ),
+        (
+            {"width": 2.5},
+            "argument width: Input should be a valid integer, got a number",
+        ),
+        ({"scale": "big"}, "argument scale: Input should be a valid number"),
+        ({"label": 3}, "argument label: Input should be a valid string"),
+        ({"sizes": [1, "x"]}, "argument sizes[1]: Input should be a valid integer"),
+        (
+            {"mode": [1]},
+            "argument mode: Input should be a valid integer or Input should be a valid string",
+        ),
+        ({"depth": "x"}, "argument depth: Input should be a valid integer"),
+    ],
+)
+def test_wrong_argument_types_are_one_line_user_errors(typed, args, message):
+    with pytest.raises(UserError) as caught:
+        build_problem("typed", args)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert typed == []  # the factory was never called
+
+
+def test_arguments_reach_the_factory_as_annotated(typed):
+    build_problem("typed", {"width": "4", "scale": 2, "sizes": [1, 2], "depth": 3})
+    assert typed == [{"width": 4, "scale": 2.0, "sizes": [1, 2], "mode": 0, "depth": 3}]
+    assert isinstance(typed[0]["scale"], float)
+
+
+def test_validate_args_checks_without_calling(typed):
+    assert registry.validate_args("typed", {"width": 5.0}) == {"width": 5}
+    assert typed == []
+
+
+def test_a_builtin_factory_is_checked_by_its_annotations():
+    with pytest.raises(
+        UserError,
+        match=r"^problem 'digits': argument batch_size: Input should be a valid integer",
+    ):
+        registry.validate_args("digits", {"batch_size": "abc"})
+    with pytest.raises(
+        UserError, match="argument batch_size: Input should be a valid integer$"
+    ):
+        registry.validate_args("digits", {"batch_size": [64]})
+    assert registry.validate_args("digits", {"batch_size": 32}) == {"batch_size": 32}
+    with pytest.raises(UserError, match=r"rejects arguments \['nope'\]"):
+        registry.validate_args("digits", {"nope": 1})
+
+
+def test_string_annotations_of_an_import_path_are_checked(user_module, tmp_path):
+    (tmp_path / "future_problems.py").write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+
+            from typing import TYPE_CHECKING
+
+            from user_problems import make
+
+            if TYPE_CHECKING:
+                from somewhere import Unknown
+
+            def typed(width: int = 3):
+                return make(width)
+
+            def unresolvable(width: int = 3, extra: Unknown | None = None):
+                return make(width)
+            """
+        )
+    )
+    try:
+        with pytest.raises(
+            UserError, match="argument width: Input should be a valid int"
+        ):
+            build_problem("future_problems:typed", {"width": "wide"})
+        assert build_problem("future_problems:typed", {"width": "5"}).name == "mine"
+        # an annotation that cannot be evaluated leaves the arguments unchecked
+        problem = build_problem("future_problems:unresolvable", {"width": 2})
+        assert problem.calibration_batches[0].shape == (1, 2)
+    finally:
+        sys.modules.pop("future_problems", None)
+
+
+def test_import_path_factory_types(user_module):
+    with pytest.raises(UserError, match="'user_problems:sized': argument width"):
+        build_problem("user_problems:sized", {"width": "x"})
+    assert build_problem("user_problems:sized", {"width": 4.0}).name == "mine"
+
+
+def test_iterable_annotations_are_checked_and_passed_as_given():
+    seen = []
+
+    def listing(sizes: Iterable[int] = ()) -> Problem:
+        seen.append(sizes)
+        return tiny_problem()
+
+    register_problem("listing")(listing)
+    with pytest.raises(
+        UserError, match=r"argument sizes\[1\]: Input should be a valid int"
+    ):
+        build_problem("listing", {"sizes": [1, "x"]})
+    build_problem("listing", {"sizes": [1, 2]})
+    assert seen == [[1, 2]]
+
+
+def test_unannotated_and_unusual_annotations_are_not_checked():
+    class Device:
+        pass
+
+    def odd(device: Device | None = None, anything=None) -> Problem:
+        assert anything == {"a": [1]}
+        return tiny_problem()
+
+    register_problem("odd")(odd)
+    assert build_problem("odd", {"anything": {"a": [1]}}).name == "tiny"
+    with pytest.raises(UserError, match="argument device"):
+        build_problem("odd", {"device": "cuda"})
+
+
+def test_type_error_inside_a_typed_factory_is_not_hidden():
+    def buggy(width: int = 1) -> Problem:
+        raise TypeError("bug in the factory")
+
+    register_problem("buggy")(buggy)
+    with pytest.raises(TypeError, match="bug in the factory"):
+        build_problem("buggy", {"width": 3})

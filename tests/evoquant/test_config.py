@@ -1,0 +1,488 @@
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from evoquant import cli
+from evoquant.config import (
+    MAX_ALPHA_POINTS,
+    TENSORRT_BIT_CONFIGS,
+    AlphaConfig,
+    RunConfig,
+    load_config,
+    parse_config,
+    with_overrides,
+)
+from evoquant.errors import UserError
+
+CONFIGS = Path(__file__).parents[2] / "problems" / "configs"
+BASE = {"problem": {"name": "digits"}}
+
+PINNED_DIGESTS = {
+    "digits": "3ca68a8dbd5c1c1c",
+    "bevfusion_mini": "9b2cc52390315dc6",
+    "bevfusion_mini_demo": "228e0babd0b8deb7",
+}
+"""Run dirs are matched by digest: a schema change must not move these."""
+
+
+def config_error(settings: dict) -> str:
+    with pytest.raises(UserError) as caught:
+        parse_config(BASE | settings)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# ---- existing behaviour -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_DIGESTS))
+def test_shipped_configs_keep_their_digest(name):
+    assert load_config(CONFIGS / f"{name}.yaml").digest() == PINNED_DIGESTS[name]
+
+
+def test_digest_ignores_spelling_defaults_and_placement():
+    plain = parse_config(BASE)
+    spelled = parse_config(
+        {
+            "seed": 0,
+            "search": {"generations": 50, "pop_size": 100},
+            "problem": {"args": {}, "name": "digits"},
+            "evaluator": {"backend": "local", "workers": 3, "retries": 0},
+        }
+    )
+    assert spelled.digest() == plain.digest()
+    assert parse_config(BASE | {"seed": 1}).digest() != plain.digest()
+    threads = parse_config(BASE | {"evaluator": {"threads_per_worker": 2}})
+    assert threads.digest() != plain.digest()
+
+
+def test_target_tensorrt_implies_its_scheme_and_bit_configs():
+    config = parse_config(BASE | {"target": "tensorrt"})
+    assert config.quant.scheme == "tensorrt"
+    assert config.quant.bit_configs == [tuple(c) for c in TENSORRT_BIT_CONFIGS]
+    assert parse_config(BASE).target is None
+    assert "target" not in parse_config(BASE).model_dump(exclude_defaults=True)
+    kept = parse_config(
+        BASE | {"target": "tensorrt", "quant": {"bit_configs": [[8, 8]]}}
+    )
+    assert kept.quant.bit_configs == [(8, 8)]
+    message = config_error({"target": "tensorrt", "quant": {"scheme": "thesis"}})
+    assert message == (
+        "config: target tensorrt deploys symmetric quantization: "
+        "quant.scheme must be tensorrt, not thesis"
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "where"),
+    [
+        ({"sed": 1}, "sed"),
+        ({"search": {"popsize": 4}}, "search.popsize"),
+        ({"quant": {"alpha": {"steps": 0.1}}}, "quant.alpha.steps"),
+        ({"evaluator": {"gpus": 1}}, "evaluator.gpus"),
+    ],
+)
+def test_unknown_keys_are_named(settings, where):
+    assert config_error(settings) == f"config: {where}: unknown key"
+
+
+def test_a_config_must_be_a_mapping(tmp_path):
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_config(write(tmp_path, "- just\n- a list\n"))
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_config(write(tmp_path, ""))
+    with pytest.raises(UserError, match=r"not valid YAML \(ParserError\)"):
+        load_config(write(tmp_path, "problem: {name: digits\n  : ]"))
+
+
+def test_alpha_grid_is_unchanged():
+    assert len(AlphaConfig().grid()) == 21
+    assert AlphaConfig(enabled=False).grid() == [1.0]
+
+
+# ---- files that are no config -------------------------------------------------------
+
+
+def test_a_binary_file_is_one_line(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.raises(
+        UserError, match=r"model.yaml: not a UTF-8 text file \(byte 0x89"
+    ):
+        load_config(path)
+
+
+def test_a_latin1_file_is_one_line(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("problem: {name: digits}\n# café\n".encode("latin-1"))
+    with pytest.raises(UserError, match="byte 0xe9 at offset 29"):
+        load_config(path)
+
+
+def test_nul_bytes_are_not_yaml(tmp_path):
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"problem: \x00\x00")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_a_utf8_bom_is_fine(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfproblem: {name: digits}\n")
+    assert load_config(path).problem.name == "digits"
+
+
+def test_a_directory_is_no_config(tmp_path):
+    with pytest.raises(UserError, match="is a directory, not a config file"):
+        load_config(tmp_path)
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    path = write(tmp_path, "problem: {name: digits}\n")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(UserError, match=r"cannot read .*bad.yaml: Permission denied"):
+        load_config(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_a_file_without_read_permission_is_one_line(tmp_path):
+    path = write(tmp_path, "problem: {name: digits}\n")
+    path.chmod(0)
+    try:
+        with pytest.raises(UserError, match="cannot read"):
+            load_config(path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_absurdly_nested_yaml_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="nested too deeply"):
+        load_config(write(tmp_path, "problem: " + "[" * 100_000))
+
+
+# ---- numbers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        (-1, "seed: Value error, seed must be in [0, 2**32), not -1"),
+        (2**32, "seed: Value error, seed must be in [0, 2**32), not 4294967296"),
+        (True, "seed: Input should be a number, not a boolean"),
+        (1.5, "seed: Input should be a valid integer, got a number with a fractional"),
+    ],
+)
+def test_seed_is_what_numpy_takes(seed, message):
+    assert config_error({"seed": seed}).startswith(f"config: {message}")
+
+
+def test_seed_edges_are_accepted():
+    assert parse_config(BASE | {"seed": 2**32 - 1}).seed == 2**32 - 1
+    assert parse_config(BASE | {"seed": 3.0}).seed == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("pop_size: 1e20", "search.pop_size: Input should be a valid integer"),
+        ("pop_size: 1.0e+20", "search.pop_size: Unable to parse input string"),
+        ("pop_size: 1.0e+18", "pop_size must be at most 100000, not 10"),
+        ("pop_size: 100001", "pop_size must be at most 100000"),
+        ("pop_size: 2.5", "got a number with a fractional part"),
+        ("pop_size: true", "search.pop_size: Input should be a number, not a boolean"),
+        ("pop_size: 1", "pop_size must be at least 2"),
+        ("generations: 1.0e+9", "generations must be at most 100000"),
+        ("generations: 0", "generations must be at least 1"),
+        (
+            "generations: yes",
+            "search.generations: Input should be a number, not a bool",
+        ),
+    ],
+)
+def test_population_and_generations_are_bounded(tmp_path, line, message):
+    path = write(tmp_path, f"problem: {{name: digits}}\nsearch:\n  {line}\n")
+    with pytest.raises(UserError, match="^" + str(path) + ": ") as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_integral_floats_still_count():
+    config = parse_config(BASE | {"search": {"pop_size": 40.0, "generations": 100_000}})
+    assert (config.search.pop_size, config.search.generations) == (40, 100_000)
+    assert isinstance(config.search.pop_size, int)
+
+
+def test_a_tiny_alpha_step_is_refused_with_the_grid_size():
+    message = config_error({"quant": {"alpha": {"step": 1e-9}}})
+    assert message == (
+        "config: quant.alpha: Value error, alpha grid from 0.8 to 1.2 in steps of "
+        "1e-09 has 400000001 points; at most 1001 are allowed"
+    )
+    assert "inf points" in config_error({"quant": {"alpha": {"step": 1e-320}}})
+
+
+def test_the_largest_alpha_grid_is_allowed():
+    alpha = {"start": 0.5, "stop": 1.5, "step": 0.001}
+    grid = parse_config(BASE | {"quant": {"alpha": alpha}}).quant.alpha.grid()
+    assert len(grid) == MAX_ALPHA_POINTS
+    wider = {"start": 0.5, "stop": 1.501, "step": 0.001}
+    assert "1002 points" in config_error({"quant": {"alpha": wider}})
+
+
+@pytest.mark.parametrize(
+    ("alpha", "message"),
+    [
+        ({"step": float("nan")}, "quant.alpha.step: Input should be a finite number"),
+        ({"stop": float("inf")}, "quant.alpha.stop: Input should be a finite number"),
+        ({"start": True}, "quant.alpha.start: Input should be a number, not a boolean"),
+        ({"step": 0}, "alpha grid needs 0 < start <= stop and step > 0"),
+    ],
+)
+def test_alpha_numbers_are_finite(alpha, message):
+    assert message in config_error({"quant": {"alpha": alpha}})
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        ({"mutation_prob": 0.0}, "mutation_prob must be in (0, 1], not 0"),
+        ({"mutation_prob": 1.5}, "mutation_prob must be in (0, 1], not 1.5"),
+        ({"crossover_prob": 1.5}, "crossover_prob must be in [0, 1], not 1.5"),
+        ({"crossover_prob": -0.1}, "crossover_prob must be in [0, 1], not -0.1"),
+        ({"crossover_prob": True}, "Input should be a number, not a boolean"),
+        ({"alphabet": []}, "search.alphabet: Value error, alphabet is empty"),
+        ({"alphabet": [3, 8]}, "3 bits is not one of (2, 4, 8, 16)"),
+    ],
+)
+def test_search_settings_fail_at_load(search, message):
+    assert message in config_error({"search": search})
+
+
+def test_probabilities_at_their_edges_are_fine():
+    search = {"mutation_prob": 1.0, "crossover_prob": 0.0}
+    config = parse_config(BASE | {"search": search})
+    assert (config.search.mutation_prob, config.search.crossover_prob) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "message"),
+    [
+        ({"workers": 10**9}, "workers must be at most 10000"),
+        ({"workers": 0}, "evaluator.workers: Value error, workers must be at least 1"),
+        ({"threads_per_worker": 10**6}, "threads_per_worker must be at most 1024"),
+        ({"threads_per_worker": 0}, "threads_per_worker must be at least 1"),
+        ({"retries": 10**9}, "retries must be at most 100"),
+        ({"retries": -1}, "retries must be 0 or more"),
+        ({"retries": False}, "evaluator.retries: Input should be a number, not a bool"),
+        ({"gpus_per_worker": -0.5}, "gpus_per_worker must be 0 or more"),
+        ({"gpus_per_worker": 1.5}, "more than one GPU must be a whole number"),
+        ({"gpus_per_worker": 1e-6}, "finer than Ray's 0.0001 of a GPU"),
+        ({"gpus_per_worker": 4096}, "gpus_per_worker must be at most 1024"),
+        ({"gpus_per_worker": float("inf")}, "Input should be a finite number"),
+    ],
+)
+def test_evaluator_settings_are_bounded(evaluator, message):
+    assert message in config_error({"evaluator": evaluator})
+
+
+def test_sensible_evaluator_settings_pass():
+    evaluator = {"workers": 16, "gpus_per_worker": 0.25, "threads_per_worker": 4}
+    assert (
+        parse_config(BASE | {"evaluator": evaluator}).evaluator.gpus_per_worker == 0.25
+    )
+    assert parse_config(BASE | {"evaluator": {"gpus_per_worker": 2}}).evaluator
+
+
+# ---- objectives ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("objectives", "message"),
+    [
+        (["f_bits"], "objectives must be two, a cost and error"),
+        (["f_bits", "error", "bops"], "objectives must be two, a cost and error"),
+        ([], "objectives must be two"),
+        (["f_bits", "f_bits"], "the second objective must be error"),
+        (["error", "f_bits"], "the second objective must be error"),
+        (["error", "error"], "'error' is the error objective"),
+        (["f_cos", "error"], "'f_cos' is an error metric"),
+        (["compression", "error"], "'compression' is larger when cheaper"),
+    ],
+)
+def test_objectives_are_a_cost_then_the_error(objectives, message):
+    assert message in config_error({"search": {"objectives": objectives}})
+
+
+def test_the_cost_cannot_be_the_configured_error_metric():
+    message = config_error(
+        {"error": "f_box", "search": {"objectives": ["f_box", "error"]}}
+    )
+    assert message == (
+        "config: search.objectives: the first objective must be a cost, and 'f_box' "
+        "is the error metric"
+    )
+
+
+@pytest.mark.parametrize("cost", ["f_bits", "relative_cost", "megabytes", "bops"])
+def test_any_cost_metric_can_be_the_first_objective(cost):
+    config = parse_config(BASE | {"search": {"objectives": [cost, "error"]}})
+    assert config.search.objectives == [cost, "error"]
+
+
+# ---- across sections, bit-widths, problem arguments -----------------------------------
+
+
+def test_checks_across_sections():
+    fixed = {"layers": {"fixed": {"head": 4}}, "search": {"alphabet": [8, 16]}}
+    assert config_error(fixed) == (
+        "config: layers.fixed 'head': 4 bits is not in search.alphabet [8, 16]"
+    )
+    two_genes = {"target": "tensorrt", "search": {"policy": "two_genes"}}
+    assert config_error(two_genes) == (
+        "config: target tensorrt derives activations from weights: use search.policy thesis"
+    )
+    assert parse_config(BASE | {"layers": {"fixed": {"head": 8}}}).layers.fixed == {
+        "head": 8
+    }
+
+
+@pytest.mark.parametrize(
+    ("quant", "message"),
+    [
+        ({"bit_configs": []}, "bit_configs is empty"),
+        ({"bit_configs": [[3, 8]]}, "bit config W3A8: bit-widths must be in"),
+        ({"bit_configs": [[True, 8]]}, "Input should be a number, not a boolean"),
+    ],
+)
+def test_bit_configs(quant, message):
+    assert message in config_error({"quant": quant})
+
+
+@pytest.mark.parametrize(
+    ("yaml_args", "message"),
+    [
+        ("{when: 2024-01-01}", "problem.args: Value error, when is a date"),
+        ("{blob: !!binary /w==}", "problem.args: Value error, blob is a bytes value"),
+        ("{paths: {1: a}}", "problem.args: Value error, paths: key 1 is not text"),
+        ("{names: !!set {a, b}}", "names is a set value"),
+        ("{deep: [1, [2, 2020-02-02]]}", "deep[1][1] is a date"),
+    ],
+)
+def test_problem_args_are_plain_data(tmp_path, yaml_args, message):
+    path = write(tmp_path, f"problem: {{name: digits, args: {yaml_args}}}\n")
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_plain_problem_args_pass():
+    args = {"batch_size": 8, "weights": None, "sizes": [1, 2.5], "opts": {"a": True}}
+    config = parse_config({"problem": {"name": "digits", "args": args}})
+    assert config.problem.args == args
+
+
+# ---- the override helper ------------------------------------------------------------
+
+
+def test_with_overrides_validates_like_a_file():
+    config = load_config(CONFIGS / "digits.yaml")
+    with pytest.raises(UserError, match=r"^command line: seed: .*seed must be in"):
+        with_overrides(config, {"seed": -1})
+    with pytest.raises(UserError, match="^command line: search.pop_size: .*at most"):
+        with_overrides(config, {"search": {"pop_size": 10**7}})
+    with pytest.raises(UserError, match="^flags: search.popsize: unknown key"):
+        with_overrides(config, {"search": {"popsize": 4}}, source="flags")
+
+
+def test_with_overrides_merges_and_skips_none():
+    config = load_config(CONFIGS / "digits.yaml")
+    same = with_overrides(config, {"seed": None, "search": {"pop_size": None}})
+    assert same == config and same.digest() == config.digest()
+    changed = with_overrides(
+        config,
+        {"seed": 5, "search": {"pop_size": 8}, "quant": {"alpha": {"enabled": False}}},
+    )
+    assert (changed.seed, changed.search.pop_size) == (5, 8)
+    assert changed.search.generations == config.search.generations
+    assert changed.quant.alpha == config.quant.alpha.model_copy(
+        update={"enabled": False}
+    )
+    assert config.seed == 0  # the original is untouched
+
+
+def test_with_overrides_keeps_a_target():
+    config = parse_config(BASE | {"target": "tensorrt"})
+    assert with_overrides(config, {"seed": 1}).quant == config.quant
+
+
+# ---- through the command line ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("problem: {name: digits}\nseed: -1\n", "seed must be in [0, 2**32)"),
+        ("problem: {name: digits}\nsearch: {pop_size: 1.0e+18}\n", "at most 100000"),
+        (
+            "problem: {name: digits}\nquant: {alpha: {step: 1.0e-9}}\n",
+            "has 400000001 points",
+        ),
+        (
+            "problem: {name: digits}\nsearch: {objectives: [f_bits]}\n",
+            "objectives must be two",
+        ),
+        (
+            "problem: {name: digits}\nsearch: {objectives: [f_bits, error, bops]}\n",
+            "objectives must be two",
+        ),
+        (
+            "problem: {name: digits}\nevaluator: {threads_per_worker: 100000}\n",
+            "at most 1024",
+        ),
+    ],
+)
+def test_search_refuses_before_writing_anything(
+    tmp_path, monkeypatch, capsys, text, message
+):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, text, "run.yaml")
+    assert cli.main(["search", "run.yaml", "--backend", "local", "-q"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("evoquant: error: run.yaml: ")
+    assert message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]
+
+
+@pytest.mark.parametrize("kind", ["binary", "directory"])
+def test_search_of_something_that_is_no_config(tmp_path, monkeypatch, capsys, kind):
+    monkeypatch.chdir(tmp_path)
+    if kind == "binary":
+        (tmp_path / "conf").write_bytes(b"\xff\xfe\x00binary")
+    else:
+        (tmp_path / "conf").mkdir()
+    assert cli.main(["search", "conf"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("evoquant: error: ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_config_is_frozen():
+    config = parse_config(BASE)
+    with pytest.raises(Exception, match="frozen"):
+        config.seed = 3  # type: ignore[misc]
+    assert isinstance(config, RunConfig)
