@@ -22,8 +22,9 @@ from pathlib import Path
 
 from hardware import hardware
 
-from evoquant.archive import ARCHIVE_FILE, Archive
+from evoquant.archive import Archive
 from evoquant.report.front import pareto_front
+from evoquant.rundir import ARCHIVE_FILE
 
 ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "problems" / "configs" / "bevfusion_mini_demo.yaml"

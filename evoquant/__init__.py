@@ -1,3 +1,3 @@
 """evoquant: evolutionary search for mixed-precision post-training quantization."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

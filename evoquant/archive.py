@@ -2,7 +2,8 @@
 
 A row is committed as soon as its result arrives, so a killed run loses no finished
 evaluation and a resumed run never pays for one twice. WAL mode lets reports read the
-archive while a search writes it.
+archive while a search writes it. An archive is bound to one run (its id and scoring
+digest, in the ``run`` table): one left by another run is refused, never mixed in.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
 from typing import Any
 
 from evoquant.errors import UserError
 
-ARCHIVE_FILE = "archive.sqlite"
 FAILED = "failed"
 QUERY_CHUNK = 500
 
@@ -42,6 +43,13 @@ CREATE TABLE IF NOT EXISTS populations (
 )
 """
 
+_OWNER = """
+CREATE TABLE IF NOT EXISTS run (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)
+"""
+
 
 def genome_key(bits: Iterable[int]) -> str:
     """The canonical text of a bit list: ``"8,4,16"``."""
@@ -58,112 +66,191 @@ def _number(value: Any) -> float | None:
 
 
 class Archive:
-    """One row per evaluated genome: metrics (JSON), objective columns, status, generation."""
+    """One row per evaluated genome: metrics (JSON), objective columns, status, generation.
 
-    def __init__(self, path: str | Path, objectives: Sequence[str] = ()) -> None:
+    ``owner`` (run id, scoring digest) binds a new archive to its run and refuses one
+    bound to another; ``read_only`` opens it for reports without writing a byte.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        objectives: Sequence[str] = (),
+        *,
+        owner: tuple[str, str] | None = None,
+        read_only: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.objectives = tuple(objectives)
+        if read_only and not self.path.is_file():
+            raise UserError(f"archive {self.path} is missing")
+        with self._sql():
+            self._db = _connect(self.path, read_only)
+            (verdict,) = self._db.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                raise UserError(f"archive {self.path} is damaged: {verdict}")
+            if not read_only:
+                self._create_schema()
+            if owner is not None:
+                self._check_owner(*owner, bind=not read_only)
+
+    @contextmanager
+    def _sql(self) -> Iterator[None]:
+        """SQLite's errors (damaged file, full disk, read-only) as one line for the user."""
         try:
-            self._db = sqlite3.connect(self.path)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-            self._db.execute(_POPULATIONS)
-            present = {
-                row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")
-            }
-            for name in self.objectives:
-                if f"obj_{name}" not in present:
-                    self._db.execute(
-                        f"ALTER TABLE evaluations ADD COLUMN {_column(name)} REAL"
-                    )
-            self._db.commit()
+            yield
         except sqlite3.DatabaseError as error:
             raise UserError(
                 f"archive {self.path} is not a usable SQLite database: {error}"
             ) from None
 
+    def _create_schema(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        for table in (_SCHEMA, _POPULATIONS, _OWNER):
+            self._db.execute(table)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")}
+        for name in self.objectives:
+            if f"obj_{name}" not in present:
+                self._db.execute(
+                    f"ALTER TABLE evaluations ADD COLUMN {_column(name)} REAL"
+                )
+        self._db.commit()
+
+    def _check_owner(self, run_id: str, digest: str, bind: bool) -> None:
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        stored = (
+            dict(self._db.execute("SELECT key, value FROM run"))
+            if "run" in tables
+            else {}
+        )
+        if not stored:
+            if "evaluations" in tables and len(self):
+                raise UserError(
+                    f"archive {self.path} holds evaluations of an unknown run: "
+                    "move it away or start the search in another directory"
+                )
+            if bind:
+                self._db.executemany(
+                    "INSERT INTO run (key, value) VALUES (?, ?)",
+                    [("run_id", run_id), ("scoring_digest", digest)],
+                )
+                self._db.commit()
+            return
+        if stored.get("run_id") != run_id:
+            raise UserError(
+                f"archive {self.path} belongs to another run ({stored.get('run_id')}, "
+                f"this run is {run_id}): move it away"
+            )
+        if stored.get("scoring_digest") != digest:
+            raise UserError(
+                f"archive {self.path} was scored under other quantization or problem "
+                "settings than this run's"
+            )
+
     def get_many(self, genomes: Iterable[Sequence[int]]) -> dict[Genome, Metrics]:
         """The archived metrics of those genomes that have any; a failure carries ``"failed"``."""
-        keys = list(dict.fromkeys(genome_key(g) for g in genomes))
-        found: dict[Genome, Metrics] = {}
-        for start in range(0, len(keys), QUERY_CHUNK):
-            chunk = keys[start : start + QUERY_CHUNK]
-            rows = self._db.execute(
-                "SELECT genome, status, error, metrics FROM evaluations"
-                f" WHERE genome IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for key, status, error, metrics in rows:
-                found[tuple(int(b) for b in key.split(","))] = _metrics(
-                    status, error, metrics
+        with self._sql():
+            keys = list(dict.fromkeys(genome_key(g) for g in genomes))
+            found: dict[Genome, Metrics] = {}
+            for start in range(0, len(keys), QUERY_CHUNK):
+                chunk = keys[start : start + QUERY_CHUNK]
+                rows = self._db.execute(
+                    "SELECT genome, status, error, metrics FROM evaluations"
+                    f" WHERE genome IN ({','.join('?' * len(chunk))})",
+                    chunk,
                 )
-        return found
+                for key, status, error, metrics in rows:
+                    found[tuple(int(b) for b in key.split(","))] = _metrics(
+                        status, error, metrics
+                    )
+            return found
 
     def put(
         self, genome: Sequence[int], metrics: Mapping[str, Any], generation: int
     ) -> None:
         """Record one result (committed now); a genome already archived keeps its first row."""
-        failed = metrics.get(FAILED)
-        values = {k: v for k, v in metrics.items() if k != FAILED}
-        columns = ["genome", "status", "error", "metrics", "generation", "created"]
-        row = [
-            genome_key(genome),
-            "ok" if failed is None else "failed",
-            None if failed is None else str(failed),
-            json.dumps(values, sort_keys=True, default=float),
-            generation,
-            time.time(),
-        ]
-        for name in self.objectives:
-            columns.append(_column(name))
-            row.append(None if failed is not None else _number(values.get(name)))
-        self._db.execute(
-            f"INSERT OR IGNORE INTO evaluations ({', '.join(columns)})"
-            f" VALUES ({', '.join('?' * len(row))})",
-            row,
-        )
-        self._db.commit()
+        with self._sql():
+            failed = metrics.get(FAILED)
+            values = {k: v for k, v in metrics.items() if k != FAILED}
+            columns = ["genome", "status", "error", "metrics", "generation", "created"]
+            row = [
+                genome_key(genome),
+                "ok" if failed is None else "failed",
+                None if failed is None else str(failed),
+                json.dumps(values, sort_keys=True, default=float),
+                generation,
+                time.time(),
+            ]
+            for name in self.objectives:
+                columns.append(_column(name))
+                row.append(None if failed is not None else _number(values.get(name)))
+            self._db.execute(
+                f"INSERT OR IGNORE INTO evaluations ({', '.join(columns)})"
+                f" VALUES ({', '.join('?' * len(row))})",
+                row,
+            )
+            self._db.commit()
 
     def put_population(self, generation: int, genomes: Iterable[Sequence[int]]) -> None:
         """Remember which genomes made up a generation, so every plot can be redrawn later."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO populations (generation, genomes) VALUES (?, ?)",
-            (generation, json.dumps([genome_key(g) for g in genomes])),
-        )
-        self._db.commit()
+        with self._sql():
+            self._db.execute(
+                "INSERT OR REPLACE INTO populations (generation, genomes) VALUES (?, ?)",
+                (generation, json.dumps([genome_key(g) for g in genomes])),
+            )
+            self._db.commit()
 
     def populations(self) -> dict[int, list[list[int]]]:
-        rows = self._db.execute(
-            "SELECT generation, genomes FROM populations ORDER BY generation"
-        )
-        return {
-            generation: [[int(b) for b in key.split(",")] for key in json.loads(text)]
-            for generation, text in rows
-        }
+        with self._sql():
+            rows = self._db.execute(
+                "SELECT generation, genomes FROM populations ORDER BY generation"
+            )
+            return {
+                generation: [
+                    [int(b) for b in key.split(",")] for key in json.loads(text)
+                ]
+                for generation, text in rows
+            }
 
     def records(self) -> list[dict[str, Any]]:
         """Every row in evaluation order, for reports."""
-        rows = self._db.execute(
-            "SELECT genome, status, error, metrics, generation, created FROM evaluations ORDER BY rowid"
-        )
-        return [
-            {
-                "genome": [int(b) for b in key.split(",")],
-                "status": status,
-                "error": error,
-                "metrics": _metrics(status, error, metrics),
-                "generation": generation,
-                "created": created,
-            }
-            for key, status, error, metrics, generation, created in rows
-        ]
+        with self._sql():
+            rows = self._db.execute(
+                "SELECT genome, status, error, metrics, generation, created FROM evaluations ORDER BY rowid"
+            )
+            return [
+                {
+                    "genome": [int(b) for b in key.split(",")],
+                    "status": status,
+                    "error": error,
+                    "metrics": _metrics(status, error, metrics),
+                    "generation": generation,
+                    "created": created,
+                }
+                for key, status, error, metrics, generation, created in rows
+            ]
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        with self._sql():
+            return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if not read_only:
+        return sqlite3.connect(path)
+    uri = path.resolve().as_uri()
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        # WAL needs a shared-memory file beside the archive; in a directory nobody can
+        # write, nobody is writing the archive either, so it can be read as it is
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
 def _metrics(status: str, error: str | None, text: str) -> Metrics:

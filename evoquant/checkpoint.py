@@ -1,8 +1,9 @@
 """Per-generation checkpoints: the state a search needs to continue exactly, as checksummed JSON.
 
-Written atomically (temp file, fsync, rename, fsync of the directory) so a crash leaves
-either the old or the new file, never half of one; the checksum catches what the
-filesystem does not. The last few are kept so a damaged latest one costs one generation.
+Written atomically so a crash leaves either the old or the new file, never half of one;
+the checksum catches what the filesystem does not. The last few are kept so a damaged
+latest one costs one generation. Each names its run (id and config digest): a valid
+checkpoint of another run is refused, never continued from.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from evoquant import __version__
+from evoquant.atomic import write_json_atomic
 from evoquant.errors import UserError
 
-CHECKPOINT_DIR = "checkpoints"
 KEEP = 3
 _NAME = re.compile(r"gen_(\d+)\.json")
 
@@ -43,6 +44,7 @@ class Checkpoint:
     rng_state: dict[str, Any]
     n_eval: int
     config_digest: str
+    run_id: str
     version: str = __version__
 
 
@@ -54,21 +56,6 @@ def _checksum(payload: dict[str, Any]) -> str:
 def _floats_out(values: list[float]) -> list[float | str]:
     """Strict JSON has no infinity (crowding of boundary points is inf): write it as text."""
     return [v if math.isfinite(v) else str(v) for v in values]
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that ``path`` holds either its old or its new content, even after a crash."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as file:
-        json.dump(data, file, indent=1, sort_keys=True, allow_nan=False)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def checkpoint_paths(directory: Path) -> list[Path]:
@@ -110,18 +97,32 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise UserError(f"checkpoint {path} is corrupt: {error}") from None
 
 
-def load_latest(directory: Path) -> Checkpoint | None:
-    """The newest valid checkpoint; a corrupt one is logged and the one before it used.
+def load_latest(
+    directory: Path, run_id: str, config_digests: Collection[str]
+) -> Checkpoint | None:
+    """The newest valid checkpoint of run ``run_id``; a corrupt one is logged and skipped.
 
     None when there is no checkpoint at all (the run stopped inside generation 0);
-    a UserError when there are some but none is valid.
+    a UserError when there are some but none is valid, or when the newest valid one
+    belongs to another run or config (a file copied in: continuing from it would be
+    silently wrong, and skipping it would let it stay "latest" forever).
     """
     paths = checkpoint_paths(directory)
     for path in reversed(paths):
         try:
-            return read_checkpoint(path)
+            checkpoint = read_checkpoint(path)
         except UserError as error:
             log.warning("%s; falling back to the previous checkpoint", error)
+            continue
+        if (
+            checkpoint.run_id != run_id
+            or checkpoint.config_digest not in config_digests
+        ):
+            raise UserError(
+                f"checkpoint {path} belongs to another run or config (run "
+                f"{checkpoint.run_id}, config {checkpoint.config_digest}): move it away"
+            )
+        return checkpoint
     if paths:
         raise UserError(f"no valid checkpoint in {directory} ({len(paths)} corrupt)")
     return None

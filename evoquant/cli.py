@@ -1,46 +1,54 @@
-"""The ``evoquant`` command line. User mistakes end as one line on stderr and exit status 2."""
+"""The ``evoquant`` command line. User mistakes end as one line on stderr and exit status 2.
+
+Only the standard library is imported before the arguments are parsed: ``--help`` is
+instant, and Ctrl-C while torch loads ends with one line, not a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from evoquant.archive import ARCHIVE_FILE, Archive
-from evoquant.config import AlphaConfig, RunConfig, load_config, parse_config
-from evoquant.driver import run_search
 from evoquant.errors import UserError
-from evoquant.evaluate.fitness import GenomeFitness
-from evoquant.pipeline import prepare
-from evoquant.report.run import PLOTS_DIR, RunReport
-from evoquant.report.status import run_status
-from evoquant.search import RUN_FILE, read_run_config
 
-DEFAULT_RUNS = Path("runs")
+log = logging.getLogger(__name__)
 
 
-def default_run_dir(config_path: str, name: str | None) -> Path:
-    return DEFAULT_RUNS / (name or Path(config_path).stem)
+def run_dir_of(args: argparse.Namespace) -> Path:
+    """``--run-dir`` as given, else ``runs/`` + ``--name`` or the config file's stem."""
+    from evoquant.rundir import run_dir_for
+
+    if args.run_dir:
+        return Path(args.run_dir)
+    return run_dir_for(args.name or Path(args.config).stem)
+
+
+def require_writable(run_dir: Path, command: str) -> None:
+    """A read-only run dir is refused up front, before any work is done for it."""
+    if run_dir.is_dir() and not os.access(run_dir, os.W_OK):
+        raise UserError(f"{run_dir} is read-only: {command} needs to write there")
 
 
 def quantize(args: argparse.Namespace) -> None:
     """Calibrate (stages 1 + 2) and compare the uniform configurations with FP32."""
+    from evoquant.atomic import write_text_atomic
+    from evoquant.config import load_config, with_overrides
+    from evoquant.evaluate.fitness import GenomeFitness
+    from evoquant.pipeline import prepare
+    from evoquant.rundir import RUN_FILE, UNIFORM_FILE, make_directory
+    from problems.registry import validate_args
+
     config = load_config(args.config)
     if args.no_alpha:
-        config = config.model_copy(
-            update={
-                "quant": config.quant.model_copy(
-                    update={"alpha": AlphaConfig(enabled=False)}
-                )
-            }
-        )
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, None)
+        config = with_overrides(config, {"quant": {"alpha": {"enabled": False}}})
+    validate_args(config.problem.name, config.problem.args)
+    run_dir = make_directory(run_dir_of(args), "run directory")
+    require_writable(run_dir, "quantize")
     # the table of a search run is part of its results: never replace it from here
     prepared = prepare(config, run_dir, rebuild_stale=not (run_dir / RUN_FILE).exists())
     fitness = GenomeFitness(
@@ -54,14 +62,17 @@ def quantize(args: argparse.Namespace) -> None:
             rows.append(
                 {"config": f"W{config_bits[0]}A{config_bits[1]}"} | fitness(genome)
             )
-    (run_dir / "uniform.json").write_text(json.dumps(rows, indent=1))
+    write_text_atomic(run_dir / UNIFORM_FILE, json.dumps(rows, indent=1))
     print_uniform_table(rows, config, run_dir)
 
 
 BIT_COLUMNS = {"f_bits", "relative_cost", "compression", "avg_weight_bits", "megabytes"}
 
 
-def print_uniform_table(rows: list[dict], config: RunConfig, run_dir: Path) -> None:
+def print_uniform_table(rows: list[dict], config, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     alpha = "alpha" if config.quant.alpha.enabled else "min/max (no alpha)"
     table = Table(
         title=f"{config.problem.name}: uniform configurations, "
@@ -85,30 +96,27 @@ def print_uniform_table(rows: list[dict], config: RunConfig, run_dir: Path) -> N
 
 
 def search(args: argparse.Namespace) -> None:
-    config = load_config(args.config)
-    overrides = {
-        key: value
-        for key, value in {
-            "generations": args.generations,
-            "pop_size": args.pop_size,
-        }.items()
-        if value is not None
-    }
-    search_config = config.model_dump() | {
-        "search": config.search.model_dump() | overrides
-    }
-    update = {"search": parse_config(search_config, "command line").search}
-    if args.seed is not None:
-        update["seed"] = args.seed
-    config = with_evaluator_flags(config.model_copy(update=update), args)
-    run_dir = default_run_dir(args.config, args.name)
+    from evoquant.config import load_config, with_overrides
+    from evoquant.driver import run_search
+
+    overrides = {"generations": args.generations, "pop_size": args.pop_size}
+    config = with_overrides(
+        load_config(args.config), {"seed": args.seed, "search": overrides}
+    )
+    config = with_evaluator_flags(config, args)
+    run_dir = run_dir_of(args)
     plots = run_search(config, run_dir, show_progress=not args.quiet)
     print_finished(run_dir, plots)
 
 
 def resume(args: argparse.Namespace) -> None:
+    from evoquant.config import load_config
+    from evoquant.driver import run_search
+    from evoquant.rundir import read_run_config
+
     run_dir = Path(args.run_dir)
     config = read_run_config(run_dir)
+    require_writable(run_dir, "resume")
     if args.config:
         config = load_config(args.config)
     config = with_evaluator_flags(config, args)
@@ -154,8 +162,10 @@ def add_evaluator_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
-def with_evaluator_flags(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+def with_evaluator_flags(config, args: argparse.Namespace):
     """``config`` with the evaluation flags given on the command line, validated as the file is."""
+    from evoquant.config import with_overrides
+
     flags = {
         "backend": args.backend,
         "workers": args.workers,
@@ -163,24 +173,22 @@ def with_evaluator_flags(config: RunConfig, args: argparse.Namespace) -> RunConf
         "gpus_per_worker": args.gpus_per_worker,
         "ray_dashboard": args.ray_dashboard,
     }
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    if not overrides:
-        return config
-    data = config.model_dump() | {
-        "evaluator": config.evaluator.model_dump() | overrides
-    }
-    return config.model_copy(
-        update={"evaluator": parse_config(data, "command line").evaluator}
-    )
+    return with_overrides(config, {"evaluator": flags})
 
 
 def print_finished(run_dir: Path, plots: Path) -> None:
+    from rich.console import Console
+
     console = Console()
     console.print(f"search finished: plots in {plots}/, front in {run_dir}/front.csv")
     console.print(f"summary: {run_dir}/summary.md")
 
 
 def status(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from evoquant.report.status import run_status
+
     info = run_status(args.run_dir)
     console = Console()
     console.print(
@@ -199,11 +207,17 @@ def status(args: argparse.Namespace) -> None:
 
 
 def plot(args: argparse.Namespace) -> None:
+    from evoquant.archive import Archive
+    from evoquant.report.run import RunReport
+    from evoquant.rundir import ARCHIVE_FILE, PLOTS_DIR, RunDir
+
     run_dir = Path(args.run_dir)
-    read_run_config(run_dir)  # refuses a directory that holds no run
-    archive = Archive(run_dir / ARCHIVE_FILE)
+    record = RunDir(run_dir).read()  # refuses a directory that holds no run
+    require_writable(run_dir, "plot")
+    owner = (record.run_id, record.scoring_digest)
+    archive = Archive(run_dir / ARCHIVE_FILE, owner=owner, read_only=True)
     try:
-        count = RunReport.reopen(run_dir, archive).redraw()
+        count = RunReport(run_dir, archive, record).redraw()
     finally:
         archive.close()
     if count == 0:
@@ -213,6 +227,9 @@ def plot(args: argparse.Namespace) -> None:
 
 def export(args: argparse.Namespace) -> None:
     """Pick a front point, write it as ONNX with Q/DQ (and engines), validate, report."""
+    from rich.console import Console
+    from rich.table import Table
+
     from evoquant.export.run import export_run  # onnx loads only for this command
 
     report = export_run(args.run_dir, args.pick, args.out, build_engines=args.engine)
@@ -279,15 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--run-dir", help="where the quantization table goes (default runs/CONFIG_NAME)"
     )
+    command.set_defaults(name=None)
     command.set_defaults(handler=quantize)
 
     command = commands.add_parser(
         "search", help="run the NSGA-II mixed-precision search"
     )
     command.add_argument("config")
-    command.add_argument(
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
         "--name", help="run directory name under runs/ (default: config name)"
     )
+    where.add_argument("--run-dir", help="the run directory itself, anywhere")
     command.add_argument("--seed", type=int)
     command.add_argument("--generations", type=int)
     command.add_argument("--pop-size", type=int)
@@ -360,12 +380,18 @@ def configure_console_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_console_logging(args.verbose)
     try:
+        args = build_parser().parse_args(argv)
+        configure_console_logging(args.verbose)
+        logging.raiseExceptions = False  # a full disk must not print logging tracebacks
         args.handler(args)
     except UserError as error:
         print(f"evoquant: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # full disk, permissions, paths the system refuses
+        log.debug("operating-system error", exc_info=True)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"evoquant: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("evoquant: interrupted", file=sys.stderr)

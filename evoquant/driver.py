@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from evoquant.checkpoint import CHECKPOINT_DIR, load_latest
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.attempt import deterministic_cuda, fixed_threads
@@ -19,11 +18,11 @@ from evoquant.evaluate.ray_session import check_address
 from evoquant.evaluate.worker import ProblemFitness
 from evoquant.pipeline import Prepared, prepare
 from evoquant.progress import SearchProgress
-from evoquant.report.run import PLOTS_DIR, RunReport
-from evoquant.search import RUN_FILE, Search, check_resumable
+from evoquant.report.run import RunReport
+from evoquant.rundir import LOG_FILE, PLOTS_DIR, RunDir, make_directory
+from evoquant.search import Search
 from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
-
-LOG_FILE = "run.log"
+from problems.registry import validate_args
 
 
 @contextmanager
@@ -96,24 +95,25 @@ def run_search(
     show_progress: bool = True,
 ) -> Path:
     """Start (or resume) the search in ``run_dir``; returns the plots folder."""
-    if not resume and (run_dir / RUN_FILE).exists():
-        raise UserError(
-            f"{run_dir} already holds a run: resume it or choose another --name"
-        )
     if generations is not None and generations < 1:
         raise UserError("--generations must be at least 1")
-    if resume:
-        check_resumable(run_dir, config, force)  # before anything in run_dir is touched
+    run = RunDir(run_dir)
+    checkpoint = None
+    if resume:  # refuse before anything in run_dir is touched
+        record = run.check_resume(config, force)
+        checkpoint = run.resume_point(record)
+    else:
+        run.check_new()
+    validate_args(config.problem.name, config.problem.args)
     if config.evaluator.backend == "ray" and config.evaluator.ray_address:
         check_address(config.evaluator.ray_address)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(run_dir, "run directory")
     deterministic_cuda()  # before calibration touches a GPU
     with log_to_run_dir(run_dir):
-        prepared = prepare(config, run_dir, rebuild_stale=not resume or force)
+        prepared = prepare(config, run_dir, rebuild_stale=not resume)
         space = build_space(prepared, config)
         backend = build_evaluator(config, prepared, space, run_dir)
         total_generations = generations or config.search.generations
-        checkpoint = load_latest(run_dir / CHECKPOINT_DIR) if resume else None
         done = (
             0
             if checkpoint is None
@@ -136,18 +136,9 @@ def run_search(
                 resume=resume,
                 force=force,
             )
-            report = RunReport(
-                run_dir,
-                search.archive,
-                space.gene_names,
-                [space.to_bits(g) for g in space.uniform_genomes()],
-                config.search.objectives,
-                {
-                    "problem": config.problem.name,
-                    "layers": len(space.layers),
-                    "config digest": config.digest(),
-                },
-            )
+            report = RunReport(run_dir, search.archive, search.record)
+            if resume:
+                report.catch_up()  # a crash may have come between checkpoint and reports
 
             def on_generation(generation, genomes, objectives):
                 report.generation(generation, genomes)

@@ -9,7 +9,6 @@ sees the same objectives without paying for them again.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -25,15 +24,9 @@ from pymoo.core.termination import NoTermination
 from pymoo.problems.static import StaticProblem
 
 from evoquant import __version__
-from evoquant.archive import ARCHIVE_FILE, FAILED, Archive
-from evoquant.checkpoint import (
-    CHECKPOINT_DIR,
-    Checkpoint,
-    load_latest,
-    write_checkpoint,
-    write_json_atomic,
-)
-from evoquant.config import RunConfig, parse_config
+from evoquant.archive import FAILED, Archive
+from evoquant.checkpoint import Checkpoint, write_checkpoint
+from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.operators import (
     AdjacentBitMutation,
@@ -41,9 +34,9 @@ from evoquant.operators import (
     RandomResetMutation,
     UniformPlusRandomSampling,
 )
+from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, RunDir
 from evoquant.space import SearchSpace
 
-RUN_FILE = "run.json"
 WORST = 1e30
 """The objective value of a failed genome: worse than anything real, yet finite for pymoo."""
 
@@ -85,41 +78,6 @@ def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
     )
 
 
-def _read_run_file(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_FILE
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not an evoquant run directory (no {RUN_FILE})")
-    try:
-        meta = json.loads(path.read_text())
-        if not isinstance(meta["config_digest"], str):
-            raise TypeError("config_digest is not a string")
-        return meta
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{path} is corrupt: {error}") from None
-
-
-def read_run_config(run_dir: str | Path) -> RunConfig:
-    """The config a run directory was started (or last force-resumed) with."""
-    path = Path(run_dir) / RUN_FILE
-    return parse_config(_read_run_file(Path(run_dir)).get("config"), str(path))
-
-
-def check_resumable(run_dir: str | Path, config: RunConfig, force: bool) -> bool:
-    """Whether ``run_dir`` holds a run of exactly ``config``; another config needs ``force``.
-
-    Reads only, so callers can refuse before anything in the run dir is touched.
-    """
-    stored = _read_run_file(Path(run_dir))["config_digest"]
-    if stored == config.digest():
-        return True
-    if not force:
-        raise UserError(
-            f"{run_dir} was run with another config (digest {stored}, "
-            f"now {config.digest()}): resume with its own config or force"
-        )
-    return False
-
-
 class Search:
     """NSGA-II over a ``SearchSpace``: every result archived, every generation checkpointed.
 
@@ -156,16 +114,26 @@ class Search:
         )
         self.algorithm = build_algorithm(config, space)
         self.algorithm.setup(self.problem, termination=NoTermination())
+        run = RunDir(self.run_dir)
+        checkpoint = None
         if resume:
-            self._check_run_dir(force)
+            self.record = run.check_resume(config, force)
+            checkpoint = run.resume_point(self.record)  # before anything is written
+            self.record = run.record_resume(self.record, config)
         else:
-            self._create_run_dir()
-        self.archive = Archive(self.run_dir / ARCHIVE_FILE, self.objectives)
+            self.record = run.create(
+                config,
+                [layer.name for layer in space.layers],
+                [space.to_bits(g) for g in space.uniform_genomes()],
+            )
+        self.archive = Archive(
+            run / ARCHIVE_FILE,
+            self.objectives,
+            owner=(self.record.run_id, self.record.scoring_digest),
+        )
         self.counts = (0, 0)
-        if resume:
-            checkpoint = load_latest(self.run_dir / CHECKPOINT_DIR)
-            if checkpoint is not None:
-                self._restore(checkpoint)
+        if checkpoint is not None:
+            self._restore(checkpoint)
 
     @property
     def generation(self) -> int:
@@ -205,37 +173,6 @@ class Search:
 
     def close(self) -> None:
         self.archive.close()
-
-    def _create_run_dir(self) -> None:
-        if (self.run_dir / RUN_FILE).exists():
-            raise UserError(
-                f"{self.run_dir} already holds a run: resume it or choose another directory"
-            )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._write_run_file()
-
-    def _check_run_dir(self, force: bool) -> None:
-        if check_resumable(self.run_dir, self.config, force):
-            return
-        stored = _read_run_file(self.run_dir)["config_digest"]
-        log.warning(
-            "resuming %s with a different config (digest %s, was %s)",
-            self.run_dir,
-            self.config.digest(),
-            stored,
-        )
-        self._write_run_file()
-
-    def _write_run_file(self) -> None:
-        write_json_atomic(
-            self.run_dir / RUN_FILE,
-            {
-                "config": self.config.model_dump(mode="json"),
-                "config_digest": self.config.digest(),
-                "evoquant_version": __version__,
-                "layers": [layer.name for layer in self.space.layers],
-            },
-        )
 
     def _objectives(self, X: np.ndarray, generation: int) -> np.ndarray:
         """F for a batch of genomes: archived ones read back, the rest evaluated once each."""
@@ -279,6 +216,7 @@ class Search:
             rng_state=self.algorithm.random_state.bit_generator.state,
             n_eval=self.algorithm.evaluator.n_eval,
             config_digest=self.config.digest(),
+            run_id=self.record.run_id,
         )
         self.archive.put_population(self.generation, genomes)
         write_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)

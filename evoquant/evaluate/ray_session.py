@@ -19,8 +19,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from evoquant.errors import UserError
+from evoquant.rundir import RAY_DIR
 
-RAY_DIR = "ray"
 MAX_TEMP_DIR = 40
 """107 bytes less Ray's ``/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store``."""
 REACH_TIMEOUT_S = 5.0

@@ -14,8 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from evoquant.atomic import write_bytes_atomic
 from evoquant.errors import UserError
-from evoquant.report.atomic import write_bytes_atomic
 
 DTYPES = (
     ("BFloat16", "bf16"),

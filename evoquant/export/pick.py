@@ -14,8 +14,8 @@ from typing import Any
 
 from evoquant.errors import UserError
 from evoquant.report.front import knee_point
+from evoquant.rundir import FRONT_JSON as FRONT_FILE
 
-FRONT_FILE = "front.json"
 RULES = "knee, min-error:BUDGET, max-compression:ERROR or index:N"
 
 Point = Mapping[str, Any]

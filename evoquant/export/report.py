@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evoquant.report.atomic import write_text_atomic
+from evoquant.atomic import write_text_atomic
 
 REPORT_JSON = "report.json"
 REPORT_MD = "REPORT.md"

@@ -16,6 +16,7 @@ from typing import Any
 import onnx
 from torch import nn
 
+from evoquant.atomic import write_bytes_atomic, write_text_atomic
 from evoquant.export import engine as engines
 from evoquant.export.bench import bench_engine
 from evoquant.export.graph import export_fp32
@@ -35,12 +36,9 @@ from evoquant.pipeline import build_model_and_layers
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import QuantTable
-from evoquant.report.atomic import write_bytes_atomic, write_text_atomic
-from evoquant.search import read_run_config
+from evoquant.rundir import EXPORT_DIR, make_directory, read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
 from problems.base import Problem
-
-EXPORT_DIR = "export"
 
 
 def trace_parts(
@@ -234,6 +232,9 @@ def export_run(
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     front = load_front(run_dir)
+    directory = make_directory(
+        Path(out) if out is not None else run_dir / EXPORT_DIR, "export folder"
+    )
     index = pick(front, rule, config.search.objectives)
     if build_engines:
         engines.require_tensorrt()
@@ -242,8 +243,6 @@ def export_run(
     space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
     plans = plan_layers(layers, genome_configs(front[index], space), shapes)
     searched_table = run_table(run_dir, model, layers, problem, config.quant)
-    directory = Path(out) if out is not None else run_dir / EXPORT_DIR
-    directory.mkdir(parents=True, exist_ok=True)
     table, scales = deployment_table(
         searched_table,
         [plan.deployed for plan in plans],

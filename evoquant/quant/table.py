@@ -3,22 +3,24 @@
 Saved in the run dir as ``quant_table.safetensors`` (tensors) plus
 ``quant_table.json`` (everything else), no pickle. ``key`` hashes the model
 weights, the calibration data and the quantization settings, so a table built
-for another model or other settings is detected as stale.
+for another model or other settings is detected as stale; the JSON holds the
+SHA-256 of the tensor file and of itself, so a damaged table is refused, not used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 from torch import Tensor, nn
 
+from evoquant.atomic import write_atomic, write_bytes_atomic
 from evoquant.config import QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.alpha import BitConfig, search_alphas
@@ -26,9 +28,8 @@ from evoquant.quant.calibrate import calibrate_ranges
 from evoquant.quant.fakequant import QParams, fake_quantize
 from evoquant.quant.layers import Layer
 from evoquant.quant.qparams import input_qparams, weight_qparams
-
-TENSORS_FILE = "quant_table.safetensors"
-META_FILE = "quant_table.json"
+from evoquant.rundir import TABLE_META_FILE as META_FILE
+from evoquant.rundir import TABLE_TENSORS_FILE as TENSORS_FILE
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class QuantTable:
         return self.entries[(layer, *config)]
 
     def save(self, directory: str | Path) -> None:
-        """Write both files atomically (temp file + rename), tensors first."""
+        """Write both files atomically, tensors first: the JSON vouches for them."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, Tensor] = {}
@@ -84,7 +85,11 @@ class QuantTable:
                     },
                 }
             )
+        tensors_path = write_atomic(
+            directory / TENSORS_FILE, lambda p: save_file(_contiguous(tensors), p)
+        )
         meta = {
+            "tensors_sha256": _sha256(tensors_path.read_bytes()),
             "key": self.key,
             "scheme": self.scheme,
             "layers": self.layers,
@@ -92,28 +97,31 @@ class QuantTable:
             "entries": entries_meta,
             "alpha_histograms": self.alpha_histograms,
         }
-        _atomic_write(
-            directory / TENSORS_FILE, lambda p: save_file(_contiguous(tensors), p)
-        )
-        _atomic_write(
-            directory / META_FILE,
-            lambda p: Path(p).write_text(json.dumps(meta, indent=1)),
-        )
+        meta["sha256"] = _sha256(_canonical(meta))
+        write_bytes_atomic(directory / META_FILE, json.dumps(meta, indent=1).encode())
 
     @classmethod
     def load(cls, directory: str | Path) -> QuantTable:
         directory = Path(directory)
         try:
             return cls._from_files(directory)
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
             raise UserError(
-                f"cannot read quantization table in {directory}: {error!r}"
+                f"the quantization table in {directory} is unreadable ({error}): "
+                f"delete {TENSORS_FILE} and {META_FILE} to calibrate anew"
             ) from None
 
     @classmethod
     def _from_files(cls, directory: Path) -> QuantTable:
-        meta = json.loads((directory / META_FILE).read_text())
-        tensors = load_file(directory / TENSORS_FILE)
+        meta = json.loads((directory / META_FILE).read_bytes())
+        if not isinstance(meta, dict) or meta.pop("sha256", None) != _sha256(
+            _canonical(meta)
+        ):
+            raise ValueError(f"{META_FILE} fails its checksum")
+        data = (directory / TENSORS_FILE).read_bytes()
+        if _sha256(data) != meta["tensors_sha256"]:
+            raise ValueError(f"{TENSORS_FILE} fails its checksum")
+        tensors = load(data)
         entries = {}
         for item in meta["entries"]:
             w, a = item["config"]
@@ -161,12 +169,12 @@ def _contiguous(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    write(str(temporary))
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(meta: dict) -> bytes:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
 
 
 def table_key(

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from evoquant.report.atomic import write_text_atomic
+from evoquant.atomic import write_text_atomic
+from evoquant.rundir import FRONT_CSV, FRONT_JSON
 
 Point = Mapping[str, Any]
 OBJECTIVES = ("f_bits", "error")
@@ -136,7 +137,7 @@ def write_front(
         writer.writerow(
             [*(_plain(p.get(m, "")) for m in metrics), *(int(b) for b in p["bits"])]
         )
-    csv_path = write_text_atomic(run_dir / "front.csv", buf.getvalue())
+    csv_path = write_text_atomic(run_dir / FRONT_CSV, buf.getvalue())
 
     records = [
         {
@@ -146,6 +147,6 @@ def write_front(
         for p in front
     ]
     json_path = write_text_atomic(
-        run_dir / "front.json", json.dumps(records, indent=2) + "\n"
+        run_dir / FRONT_JSON, json.dumps(records, indent=2) + "\n"
     )
     return csv_path, json_path

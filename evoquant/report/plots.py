@@ -15,7 +15,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evoquant.report.atomic import write_bytes_atomic
+from evoquant.atomic import write_bytes_atomic
 from evoquant.report.front import Point, uniform_label
 
 X, Y = "relative_cost", "error"

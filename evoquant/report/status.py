@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from evoquant.archive import ARCHIVE_FILE, Archive
-from evoquant.checkpoint import CHECKPOINT_DIR, load_latest
+from evoquant.archive import Archive
+from evoquant.checkpoint import load_latest
 from evoquant.report.front import knee_point, pareto_front
-from evoquant.report.run import HYPERVOLUME_FILE
-from evoquant.search import read_run_config
+from evoquant.report.hypervolume import points_hypervolume, reference_point
+from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, RunDir
 
 
 def run_status(run_dir: str | Path) -> dict:
-    """Generation, evaluations, hypervolume, notable front points and a time estimate."""
+    """Generation, evaluations, hypervolume, notable front points and a time estimate.
+
+    Everything is computed from the run's state, opened read-only: a report file that
+    is missing or damaged changes nothing here.
+    """
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    checkpoint = load_latest(run_dir / CHECKPOINT_DIR)
+    record = RunDir(run_dir).read()
+    config = record.config
+    checkpoint = load_latest(
+        run_dir / CHECKPOINT_DIR, record.run_id, record.config_digests
+    )
     generation = -1 if checkpoint is None else checkpoint.generation
-    archive = Archive(run_dir / ARCHIVE_FILE)
+    owner = (record.run_id, record.scoring_digest)
+    archive = Archive(run_dir / ARCHIVE_FILE, owner=owner, read_only=True)
     try:
         records = archive.records()
         population = [] if checkpoint is None else checkpoint.genomes
-        found = archive.get_many(population)
+        found = archive.get_many([*population, *record.uniform_genomes])
     finally:
         archive.close()
     points = [
@@ -31,8 +38,16 @@ def run_status(run_dir: str | Path) -> dict:
         if tuple(g) in found and "failed" not in found[tuple(g)]
     ]
     front = pareto_front(points, config.search.objectives) if points else []
-    hv_path = run_dir / HYPERVOLUME_FILE
-    hv = json.loads(hv_path.read_text()) if hv_path.exists() else {}
+    uniform = [
+        {"bits": list(g)} | found[g]
+        for g in record.uniform_genomes
+        if g in found and "failed" not in found[g]
+    ]
+    hypervolume = (
+        points_hypervolume(front, reference_point(uniform))
+        if front and uniform
+        else None
+    )
     remaining = (
         config.search.generations - 1 - generation
     )  # resume --generations may pass it
@@ -56,7 +71,7 @@ def run_status(run_dir: str | Path) -> dict:
         "generations": max(config.search.generations, generation + 1),
         "evaluations": len(records),
         "failed": sum(r["status"] == "failed" for r in records),
-        "hypervolume": hv.get(str(generation)),
+        "hypervolume": hypervolume,
         "front_size": len(front),
         "best": best,
         "eta_seconds": eta,

@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 
-from evoquant.report.atomic import write_text_atomic
+from evoquant.atomic import write_text_atomic
 from evoquant.report.front import Point, metric_names, uniform_label
+from evoquant.rundir import SUMMARY_FILE
 
 COST, ERROR, AVG_BITS = "relative_cost", "error", "avg_weight_bits"
 MAIN_COLUMNS = {COST: "relative cost", AVG_BITS: "avg weight bits", ERROR: "error"}
@@ -127,4 +128,4 @@ def write_summary(
         *_table(["#", "layer", "bits"], layer_rows),
         "",
     ]
-    return write_text_atomic(Path(run_dir) / "summary.md", "\n".join(lines))
+    return write_text_atomic(Path(run_dir) / SUMMARY_FILE, "\n".join(lines))

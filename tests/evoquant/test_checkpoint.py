@@ -7,17 +7,23 @@ import numpy as np
 import pytest
 
 from evoquant import __version__
+from evoquant import checkpoint as checkpoints
 from evoquant.checkpoint import (
     Checkpoint,
     checkpoint_paths,
-    load_latest,
     read_checkpoint,
     write_checkpoint,
 )
 from evoquant.errors import UserError
 
+RUN_ID = "run-1"
 
-def checkpoint(generation: int) -> Checkpoint:
+
+def load_latest(directory, run_id=RUN_ID, digests=("abc123",)):
+    return checkpoints.load_latest(directory, run_id, digests)
+
+
+def checkpoint(generation: int, run_id: str = RUN_ID) -> Checkpoint:
     rng = np.random.default_rng(generation)
     rng.random(3)
     return Checkpoint(
@@ -29,6 +35,7 @@ def checkpoint(generation: int) -> Checkpoint:
         rng_state=rng.bit_generator.state,
         n_eval=2 * (generation + 1),
         config_digest="abc123",
+        run_id=run_id,
     )
 
 
@@ -115,3 +122,24 @@ def test_no_checkpoint_at_all_is_none(tmp_path):
     assert load_latest(tmp_path / "missing") is None
     (tmp_path / "gen_0001.json.tmp").write_text("{")
     assert load_latest(tmp_path) is None
+
+
+def test_a_valid_checkpoint_of_another_run_is_refused_not_skipped(tmp_path):
+    write_checkpoint(tmp_path, checkpoint(1))
+    write_checkpoint(tmp_path, checkpoint(99, run_id="another-run"))
+    with pytest.raises(UserError, match="gen_0099.json belongs to another run"):
+        load_latest(tmp_path)
+
+
+def test_a_checkpoint_of_a_config_the_run_never_had_is_refused(tmp_path):
+    write_checkpoint(tmp_path, checkpoint(1))
+    with pytest.raises(UserError, match="belongs to another run or config"):
+        load_latest(tmp_path, digests=("other",))
+    assert load_latest(tmp_path, digests=("other", "abc123")) == checkpoint(1)
+
+
+def test_checkpoints_are_readable_by_everyone_the_umask_allows(tmp_path):
+    path = write_checkpoint(tmp_path, checkpoint(1))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

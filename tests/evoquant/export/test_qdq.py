@@ -7,7 +7,7 @@ from evoquant.export.plan import plan_layers
 from evoquant.export.run import export_genome
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import QuantTable
-from evoquant.search import read_run_config
+from evoquant.rundir import read_run_config
 from evoquant.space import layer_weight_shapes
 from problems.registry import build_problem
 

@@ -15,7 +15,7 @@ from evoquant.export.engine import require_tensorrt
 from evoquant.export.plan import LayerPlan
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import QuantTable
-from evoquant.search import read_run_config
+from evoquant.rundir import read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
 from problems.registry import build_problem
 

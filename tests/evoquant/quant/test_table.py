@@ -1,10 +1,19 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
-from evoquant.quant.table import META_FILE, QuantTable, build_quant_table, load_or_build
+from evoquant.quant.table import (
+    META_FILE,
+    TENSORS_FILE,
+    QuantTable,
+    build_quant_table,
+    load_or_build,
+)
 
 FAST = QuantConfig(alpha=AlphaConfig(start=0.9, stop=1.1, step=0.1))
 
@@ -66,11 +75,45 @@ def test_stale_table_is_detected_and_rebuilt(
     assert rebuilt
 
 
-def test_corrupt_table_is_a_user_error(table, tmp_path):
+def flip_tensor_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-16:] = bytes(255 - b for b in data[-16:])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda d: (d / META_FILE).write_text("{ truncated"), "Expecting property"),
+        (lambda d: flip_tensor_bytes(d / TENSORS_FILE), "fails its checksum"),
+        (lambda d: (d / TENSORS_FILE).write_bytes(b""), "fails its checksum"),
+        (lambda d: (d / TENSORS_FILE).unlink(), "No such file"),
+        (
+            lambda d: (d / META_FILE).write_text(
+                (d / META_FILE).read_text().replace('"alpha_w": 1.0', '"alpha_w": 1.1')
+            ),
+            "quant_table.json fails its checksum",
+        ),
+    ],
+    ids=["truncated-json", "tensor-bytes", "zeroed", "missing", "edited-json"],
+)
+def test_a_damaged_table_is_refused_in_one_line(table, tmp_path, damage, reason):
     table.save(tmp_path)
-    (tmp_path / META_FILE).write_text("{ truncated")
-    with pytest.raises(UserError, match="cannot read quantization table"):
+    damage(tmp_path)
+    with pytest.raises(UserError, match=reason) as error:
         QuantTable.load(tmp_path)
+    assert "delete quant_table.safetensors and quant_table.json" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_table_files_get_the_usual_mode(table, tmp_path):
+    """safetensors writes 0600; a team's other users must be able to read a run."""
+    table.save(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in (META_FILE, TENSORS_FILE):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == [META_FILE, TENSORS_FILE]
 
 
 def test_tensorrt_scheme_has_zero_points_zero_and_per_tensor_inputs(
