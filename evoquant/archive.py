@@ -88,7 +88,8 @@ class Archive:
             self._db = _connect(self.path, read_only)
             (verdict,) = self._db.execute("PRAGMA quick_check").fetchone()
             if verdict != "ok":
-                raise UserError(f"archive {self.path} is damaged: {verdict}")
+                detail = " ".join(verdict.split())
+                raise UserError(f"archive {self.path} is damaged: {detail}")
             if not read_only:
                 self._create_schema()
             if owner is not None:
@@ -96,13 +97,21 @@ class Archive:
 
     @contextmanager
     def _sql(self) -> Iterator[None]:
-        """SQLite's errors (damaged file, full disk, read-only) as one line for the user."""
+        """SQLite's errors (damaged file, full disk, read-only) as one line for the user.
+
+        SQLite checks its pages, not the rows' text: a damaged row shows up as text
+        that is not UTF-8, JSON or a genome, and is reported the same way.
+        """
         try:
             yield
+        except sqlite3.OperationalError as error:  # the file may be fine, its disk not
+            raise UserError(f"cannot use archive {self.path}: {error}") from None
         except sqlite3.DatabaseError as error:
             raise UserError(
                 f"archive {self.path} is not a usable SQLite database: {error}"
             ) from None
+        except ValueError as error:
+            raise UserError(f"archive {self.path} is damaged: {error}") from None
 
     def _create_schema(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")

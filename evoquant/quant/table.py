@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save_file
+from safetensors.torch import load, save
 from torch import Tensor, nn
 
-from evoquant.atomic import write_atomic, write_bytes_atomic
+from evoquant.atomic import write_bytes_atomic
 from evoquant.config import QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.alpha import BitConfig, search_alphas
@@ -85,11 +85,10 @@ class QuantTable:
                     },
                 }
             )
-        tensors_path = write_atomic(
-            directory / TENSORS_FILE, lambda p: save_file(_contiguous(tensors), p)
-        )
+        data = save(_contiguous(tensors))
+        write_bytes_atomic(directory / TENSORS_FILE, data)
         meta = {
-            "tensors_sha256": _sha256(tensors_path.read_bytes()),
+            "tensors_sha256": _sha256(data),
             "key": self.key,
             "scheme": self.scheme,
             "layers": self.layers,
