@@ -83,3 +83,52 @@ def test_a_file_that_is_not_sqlite_is_a_user_error(tmp_path):
     path.write_bytes(b"definitely not a database" * 100)
     with pytest.raises(UserError, match="not a usable SQLite database"):
         Archive(path, OBJECTIVES)
+
+
+OWNER = ("run-1", "digest-1")
+
+
+def test_a_new_archive_is_bound_to_its_run_and_refuses_another(tmp_path):
+    path = tmp_path / "a.sqlite"
+    archive = Archive(path, OBJECTIVES, owner=OWNER)
+    archive.put([8, 8], {"f_bits": 1.0, "error": 0.5}, generation=0)
+    archive.close()
+    Archive(path, OBJECTIVES, owner=OWNER).close()
+    with pytest.raises(UserError, match="belongs to another run"):
+        Archive(path, OBJECTIVES, owner=("run-2", "digest-1"))
+    with pytest.raises(UserError, match="scored under other"):
+        Archive(path, OBJECTIVES, owner=("run-1", "digest-2"))
+
+
+def test_an_unbound_archive_with_results_is_refused(tmp_path):
+    path = tmp_path / "a.sqlite"
+    archive = Archive(path, OBJECTIVES)
+    archive.put([8, 8], {"f_bits": 1.0, "error": 0.5}, generation=0)
+    archive.close()
+    with pytest.raises(UserError, match="evaluations of an unknown run"):
+        Archive(path, OBJECTIVES, owner=OWNER)
+
+
+def test_read_only_writes_nothing_and_needs_the_file(tmp_path):
+    with pytest.raises(UserError, match="is missing"):
+        Archive(tmp_path / "none.sqlite", read_only=True)
+    path = tmp_path / "a.sqlite"
+    Archive(path, OBJECTIVES, owner=OWNER).close()
+    before = path.read_bytes()
+    archive = Archive(path, owner=OWNER, read_only=True)
+    assert len(archive) == 0
+    with pytest.raises(UserError, match="cannot use archive"):
+        archive.put([8], {"f_bits": 1.0}, generation=0)
+    archive.close()
+    assert path.read_bytes() == before
+
+
+def test_rows_that_do_not_parse_are_damage(tmp_path):
+    path = tmp_path / "a.sqlite"
+    archive = Archive(path, OBJECTIVES)
+    archive.put([8, 8], {"f_bits": 1.0, "error": 0.5}, generation=0)
+    archive._db.execute("UPDATE evaluations SET genome = '8,x'")
+    archive._db.commit()
+    with pytest.raises(UserError, match="is damaged"):
+        archive.records()
+    archive.close()
