@@ -35,6 +35,8 @@ UNIFORM_FILE = "uniform.json"
 EXPORT_DIR = "export"
 
 PLOTS_DIR = "plots"
+GENERATION_PLOT = "gen_{:04d}.png"
+HYPERVOLUME_PLOT = "hypervolume.png"
 FRONT_CSV = "front.csv"
 FRONT_JSON = "front.json"
 SUMMARY_FILE = "summary.md"

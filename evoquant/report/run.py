@@ -16,7 +16,13 @@ from evoquant.report.front import knee_point, pareto_front, write_front
 from evoquant.report.hypervolume import points_hypervolume, reference_point
 from evoquant.report.plots import plot_generation, plot_hypervolume
 from evoquant.report.summary import write_summary
-from evoquant.rundir import HYPERVOLUME_FILE, PLOTS_DIR, RunRecord
+from evoquant.rundir import (
+    GENERATION_PLOT,
+    HYPERVOLUME_FILE,
+    HYPERVOLUME_PLOT,
+    PLOTS_DIR,
+    RunRecord,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +61,7 @@ class RunReport:
         plots = self.run_dir / PLOTS_DIR
         plots.mkdir(exist_ok=True)
         return plot_generation(
-            plots / f"gen_{generation:04d}.png",
+            plots / GENERATION_PLOT.format(generation),
             generation,
             self.points(genomes),
             self.front(genomes),
@@ -76,7 +82,7 @@ class RunReport:
         write_text_atomic(
             self.run_dir / HYPERVOLUME_FILE, json.dumps(history, indent=1)
         )
-        plot_hypervolume(self.run_dir / PLOTS_DIR / "hypervolume.png", history)
+        plot_hypervolume(self.run_dir / PLOTS_DIR / HYPERVOLUME_PLOT, history)
         write_front(self.run_dir, front, self.gene_names)
         info = self.info | {
             "generation": generation,
@@ -103,7 +109,7 @@ class RunReport:
         """
         populations = self.archive.populations()
         for generation, genomes in populations.items():
-            path = self.run_dir / PLOTS_DIR / f"gen_{generation:04d}.png"
+            path = self.run_dir / PLOTS_DIR / GENERATION_PLOT.format(generation)
             if not _is_png(path):
                 self.plot(generation, genomes)
         if populations:
