@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 from mmengine.dataset import pseudo_collate
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from evoquant.atomic import write_bytes_atomic, write_text_atomic
 from problems.bevfusion.mini.checkpoint import (
     WEIGHTS,
     initialised_model,
@@ -93,9 +93,8 @@ def main() -> None:
     start = time.perf_counter()
     model = train(args.seed, settings, log)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, args.out)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(args.out, save(state))
     record = {
         "seed": args.seed,
         "settings": settings,
@@ -103,7 +102,7 @@ def main() -> None:
         "train_seconds": round(time.perf_counter() - start, 1),
         "log": log,
     }
-    log_path(args.out).write_text(json.dumps(record, indent=1))
+    write_text_atomic(log_path(args.out), json.dumps(record, indent=1))
     print(f"wrote {args.out} and {log_path(args.out)}")
 
 
