@@ -1,22 +1,22 @@
 """Built-in offline problem: a small residual CNN on scikit-learn's 8x8 digits.
 
 Everything ships with the installed packages, so a search, the tests and CI run with no
-network and no user files. The network is trained on first use (a few seconds on a
-laptop CPU) and cached as safetensors, keyed by a hash of its training settings.
+network and no user files: the dataset comes with scikit-learn and the trained weights
+with this package (``weights/digits_cnn.safetensors``, trained once by
+``python -m problems.cnn.train_digits``; its settings, seed and accuracy are in
+``weights/digits_cnn.json``). Training is not repeated at run time: the same seed gives
+different weights on different CPUs, and every run must quantize the same network.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from evoquant.errors import UserError
@@ -24,21 +24,13 @@ from fitness.classification import run_classifier, top1_metric
 from problems.base import Problem
 from problems.registry import register_problem
 
+WEIGHTS = Path(__file__).parent / "weights" / "digits_cnn.safetensors"
+"""The shipped FP32 weights (seed 0)."""
+
 NUM_TRAIN = 1400
 """Samples in the training split; the remaining 397 of 1797 are held out."""
 
 SPLIT_SEED = 0
-TRAIN_SETTINGS = {
-    "arch": "resdigits-v2",
-    "epochs": 8,
-    "batch_size": 32,
-    "max_lr": 3e-3,
-    "weight_decay": 1e-4,
-    "num_train": NUM_TRAIN,
-    "split_seed": SPLIT_SEED,
-    "threads": 1,
-}
-"""Everything that changes the trained weights; its hash names the cache file."""
 
 
 class ResBlock(nn.Module):
@@ -102,75 +94,25 @@ def load_splits() -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     return train_split, (images[NUM_TRAIN:], labels[NUM_TRAIN:])
 
 
-def train_digits_net(seed: int, epochs: int = TRAIN_SETTINGS["epochs"]) -> DigitsNet:
-    """Train from scratch, bit-for-bit reproducibly on one machine.
-
-    Adam with a one-cycle schedule, so the last epoch lands on a settled minimum. One
-    thread and deterministic algorithms remove the reduction-order noise; the global
-    RNG, thread count and determinism flag are restored so callers are left untouched.
-    """
-    (images, labels), _ = load_splits()
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(TRAIN_SETTINGS["threads"])
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = DigitsNet()
-            optimizer = torch.optim.Adam(
-                model.parameters(),
-                lr=TRAIN_SETTINGS["max_lr"],
-                weight_decay=TRAIN_SETTINGS["weight_decay"],
-            )
-            batch_size = TRAIN_SETTINGS["batch_size"]
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer,
-                TRAIN_SETTINGS["max_lr"],
-                total_steps=epochs * -(-len(labels) // batch_size),
-            )
-            loss_fn = nn.CrossEntropyLoss()
-            model.train()
-            for _ in range(epochs):
-                for idx in torch.randperm(len(labels)).split(batch_size):
-                    optimizer.zero_grad()
-                    loss_fn(model(images[idx]), labels[idx]).backward()
-                    optimizer.step()
-                    schedule.step()
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-    return model.eval()
+def log_path(weights: str | Path) -> Path:
+    """The training record that sits beside a weights file."""
+    return Path(weights).with_suffix(".json")
 
 
-def cache_path(cache_dir: str | Path, seed: int) -> Path:
-    """Where the weights trained with these settings and seed live."""
-    settings = json.dumps({**TRAIN_SETTINGS, "seed": seed}, sort_keys=True)
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"digits_cnn-{digest}.safetensors"
-
-
-def build_digits_net(cache_dir: str | Path, seed: int) -> DigitsNet:
-    """The trained FP32 network in eval mode: from the cache, or trained and cached."""
-    path = cache_path(cache_dir, seed)
+def load_digits_net(weights: str | Path = WEIGHTS) -> DigitsNet:
+    """The trained FP32 network in eval mode; a missing or corrupt file is a UserError."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise UserError(
+            f"digits weights not found: {weights} "
+            "(train them with python -m problems.cnn.train_digits)"
+        )
     model = DigitsNet()
-    if path.exists():
-        try:
-            model.load_state_dict(load_file(path))
-        except (SafetensorError, RuntimeError) as exc:
-            raise UserError(
-                f"cached digits weights {path} are unreadable; delete the file"
-            ) from exc
-        return model.eval()
-    model = train_digits_net(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # not mkstemp: mode 0600
     try:
-        save_file(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return model
+        model.load_state_dict(load_file(weights))
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise UserError(f"digits weights {weights} are unreadable: {exc}") from None
+    return model.eval()
 
 
 def _batches(
@@ -194,14 +136,17 @@ def digits_problem(
     batch_size: int = 64,
     calibration_batches: int = 4,
     fitness_batches: int = 4,
-    cache_dir: str = "runs/.cache",
-    seed: int = 0,
+    weights: str | None = None,
 ) -> Problem:
-    """Calibrate on the training split, score fitness on the held-out split (top-1)."""
+    """Calibrate on the training split, score fitness on the held-out split (top-1).
+
+    ``weights``: a safetensors file of ``DigitsNet`` weights (one that
+    ``python -m problems.cnn.train_digits --out FILE`` wrote); the shipped ones by default.
+    """
     train, held_out = load_splits()
     return Problem(
         name="digits",
-        build_model=partial(build_digits_net, cache_dir, seed),
+        build_model=partial(load_digits_net, WEIGHTS if weights is None else weights),
         calibration_batches=_batches(
             train, batch_size, calibration_batches, "training"
         ),

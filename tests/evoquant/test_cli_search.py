@@ -1,8 +1,8 @@
 """Acceptance: ``evoquant search`` on digits (the shipped config, 40 x 25), then its reports.
 
-One search per module, made through the command line with the default digits settings
-(only the weights cache moves to the session's tmp dir). Later commands (plot, resume)
-work on copies, so the tests do not depend on their order.
+One search per module, made through the command line with the shipped digits config and
+weights. Later commands (plot, resume) work on copies, so the tests do not depend on
+their order.
 """
 
 import json
@@ -13,15 +13,14 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
-import yaml
 
-from evoquant.archive import Archive
+from evoquant.archive import FAILED, Archive
+from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.cli import main
-from evoquant.evaluate.fitness import GenomeFitness
-from evoquant.pipeline import prepare
+from evoquant.quant.layers import find_layers
 from evoquant.report.front import knee_point
 from evoquant.report.summary import compact_bits
-from evoquant.search import read_run_config
+from problems.cnn.digits import load_digits_net
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS_CONFIG = REPO / "problems" / "configs" / "digits.yaml"
@@ -61,12 +60,8 @@ def wide_console(monkeypatch):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, one_torch_thread) -> Path:
     """``evoquant search digits.yaml --pop-size 40 --generations 25`` in a tmp dir."""
-    cache = tmp_path_factory.getbasetemp() / "digits-cache"  # shared with test_cli.py
-    cache.mkdir(exist_ok=True)
     root = tmp_path_factory.mktemp("acceptance")
-    config = yaml.safe_load(DIGITS_CONFIG.read_text())
-    config["problem"].setdefault("args", {})["cache_dir"] = str(cache)
-    (root / "digits.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(DIGITS_CONFIG, root / "digits.yaml")
     argv = ["search", "digits.yaml", "--name", "accept", "-q"]
     argv += ["--pop-size", str(POP_SIZE), "--generations", str(GENERATIONS)]
     with pytest.MonkeyPatch.context() as patch:
@@ -137,14 +132,12 @@ def test_every_generation_is_plotted_and_reported(run_dir, front):
     print(f"\nknee: {compact_bits(knee['bits'])}  {show('knee', knee)}")
 
 
-def test_front_and_uniform_points(uniform, front):
-    """Not an assertion: the numbers the acceptance report quotes (``pytest -s``)."""
-    print(f"\nfront of {len(front)} points")
-    for bits, point in sorted(uniform.items()):
-        print(show(f"uniform W{bits}", point))
-        for q in front:
-            if q["f_bits"] <= point["f_bits"] and q["error"] < point["error"]:
-                print("    " + show(f"dominated by {compact_bits(q['bits'])}", q))
+def test_uniform_points_cost_their_bits_times_the_weights(uniform):
+    """F_bits of uniform W<b> is b bits for every weight; its relative cost is b / 32."""
+    n_weights = sum(layer.num_weights for layer in find_layers(load_digits_net()))
+    for bits, point in uniform.items():
+        assert point["f_bits"] == bits * n_weights
+        assert point["relative_cost"] == pytest.approx(bits / 32)
 
 
 def test_uniform_w4_is_strictly_dominated_by_the_front(uniform, front):
@@ -159,33 +152,31 @@ def test_uniform_w4_is_strictly_dominated_by_the_front(uniform, front):
     )
 
 
-def test_uniform_w8_is_on_the_front_because_digits_admits_nothing_better(
-    run_dir, front
+def test_the_front_is_what_no_member_of_the_last_population_dominates(
+    run_dir, front, uniform
 ):
-    """On digits, W8 is Pareto-optimal under the thesis cost, so the front must keep it.
+    """front.json holds exactly the trade-offs of the last population that no member
+    dominates, so uniform W8 is on it exactly when it survived and nothing beats it."""
+    last = read_checkpoint(checkpoint_paths(run_dir / "checkpoints")[-1])
+    archive = Archive(run_dir / "archive.sqlite")
+    try:
+        found = archive.get_many(last.genomes)
+    finally:
+        archive.close()
+    population = [m for m in found.values() if FAILED not in m]
+    assert len(found) == len({tuple(g) for g in last.genomes})
 
-    A genome as cheap as W8 must take some layer below 8 bits. First-order bound from
-    single-layer changes of W8: the smallest error any demotion to 4 bits adds exceeds
-    all that promoting every other layer to 16 bits could remove, so no such genome
-    has a lower error than W8.
-    """
-    config = read_run_config(run_dir)
-    prepared = prepare(config, run_dir, rebuild_stale=False)
-    fitness = GenomeFitness(
-        prepared.problem, prepared.model, prepared.table, prepared.layers
-    )
-    size = len(prepared.layers)
-    base = fitness([8] * size)["error"]
+    def vector(point: dict) -> tuple[float, float]:
+        return point["f_bits"], point["error"]
 
-    def changed(layer: int, bits: int) -> float:
-        genome = [8] * size
-        genome[layer] = bits
-        return fitness(genome)["error"]
-
-    least_demotion_cost = min(changed(i, 4) - base for i in range(size))
-    most_promotion_gain = sum(max(0.0, base - changed(i, 16)) for i in range(size))
-    assert least_demotion_cost > most_promotion_gain
-    assert any(p["bits"] == [8] * size for p in front)
+    best = {
+        vector(p) for p in population if not any(dominates(q, p) for q in population)
+    }
+    assert {vector(p) for p in front} == best
+    w8, all_8 = uniform[8], (8,) * len(front[0]["bits"])
+    survived = all_8 in found
+    beaten = any(dominates(q, w8) for q in population)
+    assert (vector(w8) in best) == (survived and not beaten)
 
 
 def test_no_uniform_configuration_dominates_the_front(uniform, front):

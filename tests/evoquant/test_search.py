@@ -218,10 +218,10 @@ def test_sigkill_in_generation_four_resumes_exactly(tmp_path):
         [sys.executable, str(WORKER), str(run_dir), "0.03", str(history)],
         cwd=Path(__file__).parents[2],
     )
-    deadline = time.monotonic() + 60
+    # No deadline: the worker's search is finite, so either it reaches generation 4
+    # or it ends (and the test fails) -- one of the two always happens.
     while archive_rows(run_dir / "archive.sqlite", 4) < 2:
         assert worker.poll() is None, "worker ended before generation 4"
-        assert time.monotonic() < deadline, "worker never reached generation 4"
         time.sleep(0.005)
     os.kill(worker.pid, signal.SIGKILL)
     assert worker.wait() == -signal.SIGKILL

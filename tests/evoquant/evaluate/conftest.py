@@ -1,15 +1,6 @@
 import logging
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def digits_cache(tmp_path_factory) -> Path:
-    """The trained digits weights, one per test session (the path ``test_cli.py`` uses)."""
-    path = tmp_path_factory.getbasetemp() / "digits-cache"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 @pytest.fixture(autouse=True)

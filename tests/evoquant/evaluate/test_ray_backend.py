@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -81,12 +80,9 @@ def test_workers_that_do_not_fit_are_refused(options, resources, on_cuda):
         placement(EvaluatorConfig(**options), resources, on_cuda)
 
 
-def digits_config(cache: Path, problem: str = "digits", **args) -> dict:
+def digits_config(problem: str = "digits", **args) -> dict:
     return {
-        "problem": {
-            "name": problem,
-            "args": {**SMALL_ARGS, "cache_dir": str(cache), **args},
-        },
+        "problem": {"name": problem, "args": {**SMALL_ARGS, **args}},
         "quant": {"alpha": {"start": 0.9, "stop": 1.1, "step": 0.1}},
         "search": {"pop_size": 10, "generations": 3},
     }
@@ -139,27 +135,41 @@ def rows_of_generation(archive: Path, generation: int) -> int:
         db.close()
 
 
-def when(condition, action, timeout: float = 120.0) -> threading.Thread:
-    """Run ``action`` on a thread as soon as ``condition()`` holds."""
+class When:
+    """Run ``action`` on a thread as soon as ``condition()`` holds, while a run goes on.
 
-    def watch() -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
+    ``with When(condition, action):`` wraps the run. Leaving the block tells the watcher
+    that the run is over (if the condition never held, it gives up without acting) and
+    waits for it: the watcher stops when the run does, not after some number of seconds.
+    """
+
+    POLL = 0.005
+    """Seconds between looks at ``condition`` while the run goes on."""
+
+    def __init__(self, condition, action) -> None:
+        self.condition, self.action = condition, action
+        self.run_over = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self) -> None:
+        while not self.condition():
+            if self.run_over.wait(self.POLL):
                 return
-            time.sleep(0.005)
-        action()
+        self.action()
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc) -> None:
+        self.run_over.set()
+        self.thread.join()
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory, digits_cache) -> Path:
+def local_run(tmp_path_factory) -> Path:
     """The reference: the same search with ``--backend local``."""
     root = tmp_path_factory.mktemp("local")
-    assert search(root, "local", digits_config(digits_cache), "--backend", "local") == 0
+    assert search(root, "local", digits_config(), "--backend", "local") == 0
     return root / "runs" / "local"
 
 
@@ -210,34 +220,31 @@ def test_the_private_instance_listens_on_localhost_only(ray_logs):
     assert list(ray_logs.glob("session_*/logs/raylet.out"))
 
 
-def test_two_ray_workers_give_exactly_the_local_results(
-    ray_logs, tmp_path, local_run, digits_cache
-):
+def test_two_ray_workers_give_exactly_the_local_results(ray_logs, tmp_path, local_run):
     share_table(local_run, tmp_path / "runs" / "ray")
-    config = digits_config(digits_cache)
+    config = digits_config()
     assert search(tmp_path, "ray", config, "--backend", "ray", "--workers", "2") == 0
     assert results(tmp_path / "runs" / "ray") == results(local_run)
 
 
 def test_a_worker_killed_mid_generation_loses_no_genome(
-    ray_logs, tmp_path, local_run, digits_cache, caplog
+    ray_logs, tmp_path, local_run, caplog
 ):
     pids, run_dir = tmp_path / "pids", tmp_path / "runs" / "killed"
     pids.mkdir()
     share_table(local_run, run_dir)
-    config = digits_config(digits_cache, FAULTY, delay=0.1, pid_dir=str(pids))
+    config = digits_config(FAULTY, delay=0.1, pid_dir=str(pids))
     killed = []
 
     def kill_a_worker() -> None:
         killed.append(min(int(p.name) for p in pids.iterdir()))
         os.kill(killed[0], signal.SIGKILL)
 
-    killer = when(
+    killer = When(
         lambda: rows_of_generation(run_dir / "archive.sqlite", 1) >= 2, kill_a_worker
     )
-    with caplog.at_level(logging.WARNING, logger="evoquant"):
+    with caplog.at_level(logging.WARNING, logger="evoquant"), killer:
         assert search(tmp_path, "killed", config, "--workers", "2") == 0
-    killer.join()
 
     assert killed, "the run ended before generation 1"
     assert f"(pid {killed[0]}) lost" in caplog.text
@@ -245,11 +252,11 @@ def test_a_worker_killed_mid_generation_loses_no_genome(
 
 
 @pytest.fixture(scope="module")
-def failing_local_run(tmp_path_factory, local_run, digits_cache) -> Path:
+def failing_local_run(tmp_path_factory, local_run) -> Path:
     """The reference for runs where every genome with the head at 2 bits raises."""
     root = tmp_path_factory.mktemp("failing")
     share_table(local_run, root / "runs" / "failing")
-    config = digits_config(digits_cache, FAULTY, fail_fc_2bit=True)
+    config = digits_config(FAULTY, fail_fc_2bit=True)
     assert search(root, "failing", config, "--backend", "local") == 0
     return root / "runs" / "failing"
 
@@ -264,27 +271,26 @@ class Collect(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def broken_run(ray_logs, tmp_path_factory, local_run, digits_cache) -> dict:
+def broken_run(ray_logs, tmp_path_factory, local_run) -> dict:
     """One Ray worker; genomes with the head at 2 bits raise; once generation 0 is
     checkpointed the worker leaves for good. Then the run is resumed locally."""
     root = tmp_path_factory.mktemp("broken")
     broken, run_dir = root / "broken", root / "runs" / "lost"
     share_table(local_run, run_dir)
     config = digits_config(
-        digits_cache, FAULTY, fail_fc_2bit=True, delay=0.05, crash_flag=str(broken)
+        FAULTY, fail_fc_2bit=True, delay=0.05, crash_flag=str(broken)
     )
-    breaker = when(
+    breaker = When(
         lambda: (run_dir / "checkpoints" / "gen_0000.json").exists(), broken.touch
     )
     collect = Collect()
     logging.getLogger("evoquant").addHandler(collect)
     with pytest.MonkeyPatch.context() as patch:
         err = root / "stderr"
-        with err.open("w") as stream:
+        with err.open("w") as stream, breaker:
             patch.setattr(sys, "stderr", stream)
             code = search(root, "lost", config, "--workers", "1")
     logging.getLogger("evoquant").removeHandler(collect)
-    breaker.join()
     stopped_at = read_checkpoint(checkpoint_paths(run_dir / "checkpoints")[-1])
     broken.unlink()
     assert main(["resume", str(run_dir), "--backend", "local", "-q"]) == 0
@@ -331,11 +337,11 @@ def test_with_every_worker_gone_the_run_stops_and_resumes(
 
 
 def test_a_config_no_worker_can_build_stops_before_the_run_starts(
-    ray_logs, tmp_path, local_run, digits_cache, capsys
+    ray_logs, tmp_path, local_run, capsys
 ):
     run_dir = tmp_path / "runs" / "bad"
     share_table(local_run, run_dir)
-    config = digits_config(digits_cache) | {"error": "no_such_metric"}
+    config = digits_config() | {"error": "no_such_metric"}
     assert search(tmp_path, "bad", config, "--workers", "1") == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "evoquant: error: error metric 'no_such_metric' is not one of ['f_cos']"

@@ -48,10 +48,7 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
-    """A one-generation digits search with ``target: tensorrt`` (the digits weights
-    cache is the one ``tests/evoquant/test_cli.py`` uses, so they train once)."""
-    cache = tmp_path_factory.getbasetemp() / "digits-cache"
-    cache.mkdir(exist_ok=True)
+    """A one-generation digits search (the shipped weights) with ``target: tensorrt``."""
     config = parse_config(
         {
             "problem": {
@@ -60,7 +57,6 @@ def digits_run(tmp_path_factory) -> Path:
                     "batch_size": 32,
                     "calibration_batches": 1,
                     "fitness_batches": 2,
-                    "cache_dir": str(cache),
                 },
             },
             "target": "tensorrt",

@@ -1,7 +1,10 @@
+import json
 import pickle
+import re
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
@@ -11,18 +14,13 @@ from problems.registry import build_problem
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("digits_cache")
-
-
-@pytest.fixture(scope="session")
-def problem(cache_dir):
-    return digits.digits_problem(cache_dir=str(cache_dir))
+def problem():
+    return digits.digits_problem()
 
 
 @pytest.fixture(scope="session")
 def model(problem):
-    """Trains once per session (a few seconds) and caches the weights."""
+    """The shipped weights."""
     return problem.build_model()
 
 
@@ -34,7 +32,21 @@ def test_network_shape(model):
     assert not model.training
 
 
-def test_held_out_top1_at_least_95_percent(problem, model):
+def test_the_shipped_weights_are_loaded_by_default(model):
+    shipped = load_file(digits.WEIGHTS)
+    assert shipped.keys() == model.state_dict().keys()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(shipped[name], tensor), name
+
+
+def test_the_shipped_weights_have_their_training_log():
+    record = json.loads(digits.log_path(digits.WEIGHTS).read_text())
+    assert record["seed"] == 0 and record["settings"]["epochs"] == 8
+    for key in ("torch", "cpu_capability", "train_seconds", "held_out_top1"):
+        assert key in record, key
+
+
+def test_held_out_top1_of_the_shipped_weights_is_at_least_95_percent(problem, model):
     with torch.no_grad():
         outputs = [problem.run(model, batch) for batch in problem.fitness_batches]
         _, (images, labels) = digits.load_splits()
@@ -53,36 +65,40 @@ def test_batches_come_from_the_right_splits(problem):
     assert torch.equal(problem.fitness_batches[3][1], held_y[192:256])
 
 
-def test_weights_are_cached_and_reloaded(cache_dir, model, monkeypatch):
-    path = digits.cache_path(cache_dir, seed=0)
-    assert path.is_file() and path.name.startswith("digits_cnn-")
-    assert [p.name for p in cache_dir.iterdir()] == [path.name]  # no temp file left
-    monkeypatch.setattr(digits, "train_digits_net", pytest.fail)
-    reloaded = digits.build_digits_net(cache_dir, seed=0)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(reloaded.state_dict()[name], tensor), name
+def test_the_weights_argument_loads_another_file(tmp_path):
+    torch.manual_seed(5)
+    other = digits.DigitsNet().eval()
+    path = tmp_path / "mine.safetensors"
+    save_file(other.state_dict(), path)
+    loaded = digits.digits_problem(weights=str(path)).build_model()
+    assert not loaded.training
+    for name, tensor in other.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
 
 
-def test_training_is_deterministic_and_leaves_global_state():
-    torch.manual_seed(123)
-    rng_state, threads = torch.get_rng_state(), torch.get_num_threads()
-    first = digits.train_digits_net(seed=0, epochs=1)
-    assert torch.equal(torch.get_rng_state(), rng_state)
-    assert torch.get_num_threads() == threads
-    assert not torch.are_deterministic_algorithms_enabled()
-    again = digits.train_digits_net(seed=0, epochs=1)
-    for name, tensor in first.state_dict().items():
-        assert torch.equal(again.state_dict()[name], tensor), name
+def test_a_missing_weights_file_is_a_user_error_naming_it(tmp_path):
+    path = tmp_path / "nope.safetensors"
+    problem = digits.digits_problem(weights=str(path))
+    with pytest.raises(UserError, match=re.escape(f"digits weights not found: {path}")):
+        problem.build_model()
 
 
-def test_cache_name_depends_on_seed(cache_dir):
-    assert digits.cache_path(cache_dir, 0) != digits.cache_path(cache_dir, 1)
+def test_an_unreadable_weights_file_is_a_user_error_naming_it(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"not safetensors")
+    with pytest.raises(
+        UserError, match=re.escape(f"digits weights {path} are unreadable")
+    ):
+        digits.load_digits_net(path)
 
 
-def test_corrupt_cache_is_a_user_error(tmp_path):
-    digits.cache_path(tmp_path, 0).write_bytes(b"not safetensors")
-    with pytest.raises(UserError, match="unreadable; delete the file"):
-        digits.build_digits_net(tmp_path, 0)
+def test_weights_of_another_network_are_a_user_error(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(3)}, path)
+    with pytest.raises(
+        UserError, match=re.escape(f"digits weights {path} are unreadable")
+    ):
+        digits.load_digits_net(path)
 
 
 def test_too_many_batches_is_a_user_error():
@@ -90,13 +106,15 @@ def test_too_many_batches_is_a_user_error():
         digits.digits_problem(batch_size=100, fitness_batches=4)
 
 
-def test_registered_and_picklable(cache_dir):
-    problem = build_problem("digits", {"batch_size": 8, "cache_dir": str(cache_dir)})
-    assert problem.name == "digits" and problem.fitness_batches[0][0].shape == (
-        8,
-        1,
-        8,
-        8,
-    )
+def test_cache_dir_is_no_longer_an_argument():
+    with pytest.raises(UserError, match="cache_dir"):
+        build_problem("digits", {"cache_dir": "runs/.cache"})
+
+
+def test_registered_and_picklable():
+    problem = build_problem("digits", {"batch_size": 8})
+    assert problem.name == "digits"
+    assert problem.fitness_batches[0][0].shape == (8, 1, 8, 8)
     clone = pickle.loads(pickle.dumps(problem))
     assert torch.equal(clone.fitness_batches[0][1], problem.fitness_batches[0][1])
+    assert torch.equal(clone.build_model().fc.weight, problem.build_model().fc.weight)
