@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from evoquant.atomic import write_bytes_atomic, write_text_atomic
 from fitness.classification import top1_accuracy
 from problems.cnn.digits import (
     NUM_TRAIN,
@@ -140,10 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     model = train_digits_net(args.seed, settings, args.steps, log)
     train_seconds = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    # bytes written by Python, so the file's mode follows the umask (save_file: 0600)
-    tmp.write_bytes(save({k: v.contiguous() for k, v in model.state_dict().items()}))
-    os.replace(tmp, args.out)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(args.out, save(state))
     record = {
         "seed": args.seed,
         "settings": settings,
@@ -154,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         **accuracies(model),
         "log": log,
     }
-    log_path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    write_text_atomic(log_path(args.out), json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "log"}))
     print(f"wrote {args.out} and {log_path(args.out)}")
 
