@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ STATE = (RUN_FILE, TABLE_TENSORS_FILE, TABLE_META_FILE, ARCHIVE_FILE, CHECKPOINT
 """Files a search reads back; damaged or foreign ones are refused, never rewritten."""
 REPORTS = (PLOTS_DIR, FRONT_CSV, FRONT_JSON, SUMMARY_FILE, HYPERVOLUME_FILE)
 """Files a search only writes; they are redrawn from the state whenever needed."""
+
+STARTUP_FILES = (LOG_FILE, TABLE_META_FILE, TABLE_TENSORS_FILE)
+"""What a search writes before its run file: their presence says one was started here."""
 
 DEFAULT_ROOT = Path("runs")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -93,6 +97,8 @@ class RunRecord:
     scoring_digest: str
     layers: tuple[str, ...]
     uniform_genomes: tuple[tuple[int, ...], ...]
+    uniform_labels: tuple[str, ...] = ()
+    """How each uniform genome was made (``W4A8``); fixed layers keep their own width."""
     version: str = __version__
 
     @property
@@ -108,6 +114,7 @@ class RunRecord:
             "scoring_digest": self.scoring_digest,
             "layers": list(self.layers),
             "uniform_genomes": [list(g) for g in self.uniform_genomes],
+            "uniform_labels": list(self.uniform_labels),
             "evoquant_version": self.version,
         }
 
@@ -172,15 +179,18 @@ class RunDir:
             )
         config = parse_config(data.get("config"), str(path))
         try:
+            uniform = tuple(tuple(int(b) for b in g) for g in data["uniform_genomes"])
+            labels = tuple(str(x) for x in data.get("uniform_labels", ()))
+            if labels and len(labels) != len(uniform):
+                raise ValueError("uniform_labels")
             return RunRecord(
                 run_id=str(data["run_id"]),
                 config=config,
                 config_digests=tuple(str(d) for d in data["config_digests"]),
                 scoring_digest=str(data["scoring_digest"]),
                 layers=tuple(str(name) for name in data["layers"]),
-                uniform_genomes=tuple(
-                    tuple(int(b) for b in g) for g in data["uniform_genomes"]
-                ),
+                uniform_genomes=uniform,
+                uniform_labels=labels or default_labels(uniform),
                 version=str(data.get("evoquant_version", "unknown")),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -195,16 +205,19 @@ class RunDir:
                 f"{self.path} has no {RUN_FILE} but holds {' and '.join(leftovers)} "
                 "of some run: it cannot be resumed"
             )
-        return (
-            f"{self.path} holds no run ({RUN_FILE} is missing: the search stopped "
-            "before its first generation started): run 'evoquant search' again"
-        )
+        if any((self / name).exists() for name in STARTUP_FILES):
+            return (
+                f"{self.path} holds no run ({RUN_FILE} is missing: the search stopped "
+                "before its first generation started): run 'evoquant search' again"
+            )
+        return f"{self.path} is not an evoquant run directory (no {RUN_FILE})"
 
     def create(
         self,
         config: RunConfig,
         layers: list[str],
         uniform_genomes: list[list[int]],
+        uniform_labels: list[str] | None = None,
     ) -> RunRecord:
         """Write the run file of a new run, with a fresh run id."""
         self.check_new()
@@ -216,6 +229,7 @@ class RunDir:
             scoring_digest=scoring_digest(config),
             layers=tuple(layers),
             uniform_genomes=tuple(tuple(g) for g in uniform_genomes),
+            uniform_labels=tuple(uniform_labels or default_labels(uniform_genomes)),
         )
         write_json_atomic(self / RUN_FILE, record.to_json())
         return record
@@ -275,9 +289,18 @@ class RunDir:
             scoring_digest=record.scoring_digest,
             layers=record.layers,
             uniform_genomes=record.uniform_genomes,
+            uniform_labels=record.uniform_labels,
         )
         write_json_atomic(self / RUN_FILE, updated.to_json())
         return updated
+
+
+def default_labels(uniform_genomes: Sequence[Sequence[int]]) -> tuple[str, ...]:
+    """Labels for a run file that has none: ``W<b>`` where every gene is ``b``."""
+    return tuple(
+        f"W{g[0]}" if len(set(g)) == 1 else f"uniform {i}"
+        for i, g in enumerate(uniform_genomes)
+    )
 
 
 def make_directory(path: Path, what: str) -> Path:

@@ -232,10 +232,10 @@ def export_run(
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     front = load_front(run_dir)
+    index = pick(front, rule, config.search.objectives)
     directory = make_directory(
         Path(out) if out is not None else run_dir / EXPORT_DIR, "export folder"
     )
-    index = pick(front, rule, config.search.objectives)
     if build_engines:
         engines.require_tensorrt()
     problem, model, layers = build_model_and_layers(config)

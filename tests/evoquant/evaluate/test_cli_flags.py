@@ -1,6 +1,5 @@
 """The evaluation flags of ``search`` and ``resume``: into the config, or one error line."""
 
-import json
 import socket
 
 import pytest
@@ -8,6 +7,7 @@ import yaml
 
 from evoquant.cli import main
 from evoquant.config import parse_config
+from evoquant.rundir import RunDir
 
 CONFIG = {"problem": {"name": "digits"}, "search": {"pop_size": 4, "generations": 1}}
 
@@ -44,12 +44,7 @@ def test_bad_evaluation_flags_on_search(capsys, tmp_path, monkeypatch, flags, me
 
 @pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
 def test_bad_evaluation_flags_on_resume(capsys, tmp_path, flags, message):
-    config = parse_config(CONFIG)
-    run_file = {
-        "config": config.model_dump(mode="json"),
-        "config_digest": config.digest(),
-    }
-    (tmp_path / "run.json").write_text(json.dumps(run_file))
+    RunDir(tmp_path).create(parse_config(CONFIG), ["fc"], [[8]])
     line = one_error_line(capsys, ["resume", str(tmp_path), *flags])
     assert message in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]

@@ -141,9 +141,7 @@ def test_a_run_without_a_finished_generation_has_nothing_to_export(
     unfinished.mkdir()
     shutil.copy(digits_run / "run.json", unfinished / "run.json")
     _fails(["export", str(unfinished)], capsys, "no finished generation")
-    _fails(
-        ["export", str(tmp_path / "nothing")], capsys, "not an evoquant run directory"
-    )
+    _fails(["export", str(tmp_path / "nothing")], capsys, "nothing does not exist")
 
 
 @pytest.mark.skipif(
