@@ -5,6 +5,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,18 +17,32 @@ PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
 
 
-def call_cli(*argv: str) -> int:
-    """``main(argv)``, then drop the console handler it adds to the root logger."""
+@contextmanager
+def restored_logging() -> Iterator[None]:
+    """``main`` adds a console handler (bound to the captured stderr) to the root logger."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        return main(list(argv))
+        yield
     finally:
         for handler in root.handlers[:]:
             if handler not in handlers:
                 root.removeHandler(handler)
                 handler.close()
         root.setLevel(level)
+
+
+def call_cli(*argv: str) -> int:
+    """``main(argv)``, then drop the console handler it adds to the root logger."""
+    with restored_logging():
+        return main(list(argv))
+
+
+@pytest.fixture
+def restore_logging():
+    """For tests that call ``evoquant.cli.main`` themselves."""
+    with restored_logging():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,9 @@ its shipped weights.
 """
 
 import json
-import logging
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ import yaml
 from evoquant.cli import main
 
 ERROR_PREFIX = "evoquant: error: "
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 SMALL_ARGS = {"batch_size": 64, "calibration_batches": 2, "fitness_batches": 2}
 SMALL_ALPHA = {"start": 0.9, "stop": 1.1, "step": 0.1}
@@ -66,27 +66,6 @@ def changed_files(before: dict[str, bytes], after: dict[str, bytes]) -> list[str
     return sorted(
         name for name in {*before, *after} if before.get(name) != after.get(name)
     )
-
-
-@contextmanager
-def restored_logging():
-    """``main`` adds a console handler (bound to the captured stderr) to the root logger."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    with restored_logging():
-        yield
 
 
 @pytest.fixture
@@ -238,13 +217,13 @@ def test_layer_pattern_matching_nothing(capsys, in_tmp):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
+def tiny_run(tmp_path_factory, cli) -> Path:
     """A finished 2-generation digits run of 4 genomes, made with ``evoquant search``."""
     root = tmp_path_factory.mktemp("tiny")
     config = write_config(root / "tiny.yaml", small_digits_config())
-    with pytest.MonkeyPatch.context() as patch, restored_logging():
+    with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        assert main(["search", str(config), "-q"]) == 0
+        assert cli("search", str(config), "-q") == 0
     run_dir = root / "runs" / "tiny"
     assert (run_dir / "run.json").is_file()
     return run_dir
@@ -258,7 +237,9 @@ def test_resume_of_a_non_run_directory(capsys, tmp_path):
     user_error(
         capsys, "resume", str(directory), match="is not an evoquant run directory"
     )
-    user_error(capsys, "resume", str(tmp_path / "missing"), match="not an evoquant run")
+    user_error(
+        capsys, "resume", str(tmp_path / "missing"), match="missing does not exist"
+    )
     assert snapshot(directory) == before
     assert not (tmp_path / "missing").exists()
 

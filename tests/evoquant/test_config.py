@@ -1,4 +1,3 @@
-import os
 import textwrap
 from pathlib import Path
 
@@ -159,15 +158,14 @@ def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
         load_config(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_a_file_without_read_permission_is_one_line(tmp_path):
+def test_a_file_without_read_permission_is_one_line(tmp_path, evoquant_process):
+    """Through a real process that honours permissions, as root too."""
     path = write(tmp_path, "problem: {name: digits}\n")
     path.chmod(0)
-    try:
-        with pytest.raises(UserError, match="cannot read"):
-            load_config(path)
-    finally:
-        path.chmod(0o644)
+    done = evoquant_process(["search", path.name], tmp_path, honour_permissions=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("evoquant: error: cannot read bad.yaml: Permission")
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_absurdly_nested_yaml_is_one_line(tmp_path):
