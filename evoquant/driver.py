@@ -114,17 +114,14 @@ def run_search(
         space = build_space(prepared, config)
         backend = build_evaluator(config, prepared, space, run_dir)
         total_generations = generations or config.search.generations
-        done = (
-            0
-            if checkpoint is None
-            else (checkpoint.generation + 1) * config.search.pop_size
-        )
+        done = 0 if checkpoint is None else checkpoint.generation + 1
         # the back-end is up (Ray workers ready) before Search writes the run dir
         with (
             backend,
             SearchProgress(
-                total_generations * config.search.pop_size,
-                done,
+                config.search.pop_size,
+                max(total_generations - done, 0),
+                0 if checkpoint is None else checkpoint.n_eval,
                 enabled=show_progress and sys.stderr.isatty(),
             ) as progress,
         ):

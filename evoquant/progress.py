@@ -1,14 +1,12 @@
-"""Live progress of a search: generation, evaluations done/total, cache hits, elapsed, ETA."""
+"""Live progress of a search: generation, genomes asked, evaluations vs archive hits, ETA."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Self
 
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -19,16 +17,30 @@ from evoquant.search import GenomeEvaluator
 
 
 class SearchProgress:
-    """Counts genomes as results arrive (through ``wrap``) and as generations close."""
+    """Counts the genomes the search asks for, each evaluated or served from the archive.
 
-    def __init__(self, total_genomes: int, done_genomes: int = 0, enabled: bool = True):
+    Evaluations count as their results arrive (through ``wrap``), archive hits when a
+    generation closes. ``pop_size x generations`` is only an upper bound on what is
+    asked (mating may find fewer new genomes) and far above what is evaluated (repeats
+    come from the archive), so the total reads ``<=`` and each finished generation
+    trims it to what was really asked.
+    """
+
+    def __init__(
+        self,
+        per_generation: int,
+        generations_left: int,
+        asked: int = 0,
+        enabled: bool = True,
+    ):
+        self.per_generation = per_generation
+        self.total = asked + per_generation * generations_left
         self.cache_hits = 0
         self.evaluated = 0
-        self.started = time.monotonic()
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.completed:.0f}/<={task.total:.0f} genomes"),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -36,7 +48,7 @@ class SearchProgress:
             disable=not enabled,
         )
         self.task = self.bar.add_task(
-            "generation -", total=total_genomes, completed=done_genomes, detail=""
+            "generation -", total=self.total, completed=asked, detail=""
         )
 
     def wrap(self, evaluator: GenomeEvaluator) -> GenomeEvaluator:
@@ -53,15 +65,21 @@ class SearchProgress:
         return Counting()
 
     def generation_done(self, generation: int, evaluated: int, cached: int) -> None:
+        """``evaluated + cached`` genomes were asked for in ``generation``."""
         self.cache_hits += cached
-        self.bar.advance(self.task, cached)
-        self.bar.update(self.task, description=f"generation {generation + 1}")
+        self.total -= self.per_generation - (evaluated + cached)
+        self.bar.update(
+            self.task,
+            advance=cached,
+            total=self.total,
+            description=f"generation {generation + 1}",
+        )
         self._describe()
 
     def _describe(self) -> None:
         self.bar.update(
             self.task,
-            detail=f"{self.evaluated} evaluated, {self.cache_hits} cache hits",
+            detail=f"{self.evaluated} evaluated, {self.cache_hits} from the archive",
         )
 
     def __enter__(self) -> Self:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
+from numbers import Real
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,6 +79,17 @@ def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
     )
 
 
+def uniform_label(space: SearchSpace, bits: list[int]) -> str:
+    """``W4A8``: how a uniform genome was made, read off a layer the search is free to
+    set; fixed layers keep their own width, and the label says so."""
+    configs = space.bit_configs(bits)
+    free = [
+        c for layer, c in zip(space.layers, configs) if layer.name not in space.fixed
+    ]
+    weights, activations = (free or configs)[0]
+    return f"W{weights}A{activations}" + (" (fixed layers kept)" if space.fixed else "")
+
+
 class Search:
     """NSGA-II over a ``SearchSpace``: every result archived, every generation checkpointed.
 
@@ -121,10 +133,12 @@ class Search:
             checkpoint = run.resume_point(self.record)  # before anything is written
             self.record = run.record_resume(self.record, config)
         else:
+            uniform = [space.to_bits(g) for g in space.uniform_genomes()]
             self.record = run.create(
                 config,
                 [layer.name for layer in space.layers],
-                [space.to_bits(g) for g in space.uniform_genomes()],
+                uniform,
+                [uniform_label(space, bits) for bits in uniform],
             )
         self.archive = Archive(
             run / ARCHIVE_FILE,
@@ -182,13 +196,33 @@ class Search:
             list(g) for g in dict.fromkeys(map(tuple, genomes)) if g not in results
         ]
         for bits, metrics in self.evaluator.evaluate(missing) if missing else ():
+            metrics = self._checked(bits, metrics)
             self.archive.put(bits, metrics, generation)
-            results[tuple(bits)] = dict(metrics)
+            results[tuple(bits)] = metrics
         unanswered = [g for g in missing if tuple(g) not in results]
         if unanswered:
             raise RuntimeError(f"the evaluator returned no result for {unanswered[0]}")
         self.counts = (len(missing), len(genomes) - len(missing))
         return np.array([self._objective_row(results[tuple(g)]) for g in genomes])
+
+    def _checked(self, bits: list[int], metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """The metrics, marked failed when an objective or the error is NaN or infinite.
+
+        Whichever back-end scored it, a genome whose model produced NaN measured
+        nothing: it is archived as failed (its numbers kept beside the reason), so no
+        front, hypervolume or pick ever sees it.
+        """
+        names = dict.fromkeys([*self.objectives, "error"])
+        bad = [
+            f"{name}: {metrics[name]}"
+            for name in names
+            if isinstance(metrics.get(name), Real) and not math.isfinite(metrics[name])
+        ]
+        if FAILED in metrics or not bad:
+            return dict(metrics)
+        reason = f"non-finite {', '.join(bad)}"
+        log.warning("genome %s: %s, archived as failed", bits, reason)
+        return dict(metrics) | {FAILED: reason}
 
     def _objective_row(self, metrics: Mapping[str, Any]) -> list[float]:
         if FAILED in metrics:

@@ -2,13 +2,16 @@
 
 BUDGET is a relative bit cost (``0.15`` = 15 % of the FP32 weight bits) or, with a
 trailing ``b``, an average number of bits per weight (``4.5b``); ERROR bounds the run's
-error objective (the ``error`` metric). Rules read the run's ``front.json``.
+error objective (the ``error`` metric). Rules read the run's ``front.json``: its archive
+front, every successful genome of the run that no other one dominates.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,11 @@ Point = Mapping[str, Any]
 
 
 def load_front(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The run's current Pareto front; a run without one has no finished generation."""
+    """The points of the run's archive front; a run without one has no finished generation.
+
+    ``front.json`` holds them under ``points``; one written before the file named its
+    columns' data is the bare list of points.
+    """
     path = Path(run_dir) / FRONT_FILE
     if not path.is_file():
         raise UserError(
@@ -31,6 +38,8 @@ def load_front(run_dir: str | Path) -> list[dict[str, Any]]:
         )
     try:
         front = json.loads(path.read_text())
+        if isinstance(front, dict):
+            front = front.get("points")
         if not isinstance(front, list) or not all(
             isinstance(p, dict) and isinstance(p.get("bits"), dict) for p in front
         ):
@@ -96,8 +105,21 @@ def _index(front: Sequence[Point], text: str) -> int:
     return int(text)
 
 
+def _check_finite(front: Sequence[Point], objectives: Sequence[str]) -> None:
+    """A NaN point measured nothing; only a stale front file can still hold one."""
+    for i, point in enumerate(front):
+        for name in dict.fromkeys([*objectives, "error"]):
+            value = point.get(name)
+            if isinstance(value, Real) and not math.isfinite(value):
+                raise UserError(
+                    f"front point {i} has {name} {value}: {FRONT_FILE} predates the "
+                    "check for failed genomes; redraw it with 'evoquant plot'"
+                )
+
+
 def pick(front: Sequence[Point], rule: str, objectives: Sequence[str]) -> int:
     """The index in ``front`` of the point ``rule`` chooses."""
+    _check_finite(front, objectives)
     name, _, argument = rule.partition(":")
     if name == "knee" and not argument:
         if len(objectives) != 2:

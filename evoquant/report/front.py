@@ -1,7 +1,9 @@
 """The Pareto front of evaluated genomes, its knee, and its files in the run dir.
 
 A *point* is a plain dict: ``bits`` (per-layer weight bits, genome order)
-plus metric floats (``f_bits``, ``relative_cost``, ``error``, ...).
+plus metric floats (``f_bits``, ``relative_cost``, ``error``, ...). A run's front is
+the *archive front*: the non-dominated set of every successful genome evaluated up to
+a generation, not only of the genomes that survived into its population.
 """
 
 from __future__ import annotations
@@ -9,19 +11,47 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from evoquant.archive import FAILED
 from evoquant.atomic import write_text_atomic
 from evoquant.rundir import FRONT_CSV, FRONT_JSON
 
 Point = Mapping[str, Any]
+Archived = dict[tuple[int, ...], tuple[int, dict[str, Any]]]
+"""genome -> (the generation it was first evaluated in, its point)."""
 OBJECTIVES = ("f_bits", "error")
+
+COST_METRICS = frozenset(
+    {"f_bits", "relative_cost", "compression", "avg_weight_bits", "megabytes"}
+)
+FITNESS_DATA = "fitness batches"
+FRONT_MEANING = (
+    "non-dominated among every successful genome evaluated up to this generation"
+)
+
+
+def measured_on(metric: str) -> str | None:
+    """The data a metric column was measured on, so reports can say so.
+
+    Bit costs need no data (None); every other metric (errors, task metrics) is
+    computed on the fitness batches. The one place that names a column's data.
+    """
+    return None if metric in COST_METRICS else FITNESS_DATA
+
+
+def column_label(metric: str, name: str | None = None) -> str:
+    """``error (fitness batches)``: a column's name (the metric's by default) and its data."""
+    name = metric if name is None else name
+    data = measured_on(metric)
+    return name if data is None else f"{name} ({data})"
 
 
 def objective_matrix(points: Sequence[Point], objectives: Sequence[str]) -> np.ndarray:
@@ -40,19 +70,75 @@ def pareto_front(
     """Non-dominated points, one per objective vector, sorted by cost (first objective).
 
     Points with identical objective values are the same trade-off (usually the
-    same genome met twice), so only the first one seen is kept.
+    same genome met twice), so only the first one seen is kept. A point with a
+    non-finite objective measured nothing and is never on a front.
     """
     if not points:
         return []
     F_all = objective_matrix(points, objectives)
     first: dict[tuple[float, ...], int] = {}
     for i, row in enumerate(F_all):
-        first.setdefault(tuple(row), i)
+        if np.isfinite(row).all():
+            first.setdefault(tuple(row), i)
+    if not first:
+        return []
     keep = np.array(list(first.values()))
     F = F_all[keep]
     idx = NonDominatedSorting().do(F, only_non_dominated_front=True)
     idx = sorted(idx, key=lambda i: tuple(F[i]))
     return [dict(points[keep[i]]) for i in idx]
+
+
+def archived_points(records: Iterable[Mapping[str, Any]]) -> Archived:
+    """``Archive.records()`` as ``genome -> (generation, point)``; failures carry ``failed``."""
+    return {
+        tuple(r["genome"]): (
+            r["generation"],
+            {"bits": list(r["genome"])} | r["metrics"],
+        )
+        for r in records
+    }
+
+
+def successful(
+    archived: Archived, genomes: Iterable[Sequence[int]], generation: float = math.inf
+) -> list[dict[str, Any]]:
+    """The points of those ``genomes`` that succeeded and were evaluated by ``generation``."""
+    points = []
+    for genome in dict.fromkeys(tuple(g) for g in genomes):
+        entry = archived.get(genome)
+        if entry is not None and entry[0] <= generation and FAILED not in entry[1]:
+            points.append(entry[1])
+    return points
+
+
+class ArchiveFront:
+    """The front of every successful genome archived up to a generation, kept as it grows.
+
+    A genome counts from the generation it was first evaluated in, so the front of
+    an old generation is what that generation's reports showed. Each step sorts only
+    the previous front and the genomes new since, so walking a 50-generation run
+    does not sort its whole archive 50 times.
+    """
+
+    def __init__(self, objectives: Sequence[str] = OBJECTIVES) -> None:
+        self.objectives = tuple(objectives)
+        self.generation = -1
+        self.front: list[dict[str, object]] = []
+
+    def at(self, archived: Archived, generation: int) -> list[dict[str, object]]:
+        """The front as of ``generation``; going back in time starts again from nothing."""
+        if generation < self.generation:
+            self.generation, self.front = -1, []
+        rows = sorted(archived.values(), key=lambda row: row[0])
+        new = [
+            point
+            for g, point in rows
+            if self.generation < g <= generation and FAILED not in point
+        ]
+        self.front = pareto_front([*self.front, *new], self.objectives)
+        self.generation = generation
+        return self.front
 
 
 def knee_point(front: Sequence[Point], objectives: Sequence[str] = OBJECTIVES) -> Point:
@@ -97,14 +183,6 @@ def metric_names(points: Sequence[Point]) -> list[str]:
     return list(names)
 
 
-def uniform_label(point: Point) -> str:
-    """``W<b>`` for a genome whose layers all carry ``b`` weight bits."""
-    levels = set(point["bits"])
-    if len(levels) != 1:
-        raise ValueError(f"not a uniform configuration: bits {sorted(levels)}")
-    return f"W{levels.pop()}"
-
-
 def _check_bits(points: Sequence[Point], layer_names: Sequence[str]) -> None:
     for i, p in enumerate(points):
         if len(p["bits"]) != len(layer_names):
@@ -119,12 +197,18 @@ def _plain(value: object) -> object:
 
 
 def write_front(
-    run_dir: str | os.PathLike[str], front: Sequence[Point], layer_names: Sequence[str]
+    run_dir: str | os.PathLike[str],
+    front: Sequence[Point],
+    layer_names: Sequence[str],
+    generation: int | None = None,
 ) -> tuple[Path, Path]:
     """Write ``front.csv`` (metrics, then one bits column per layer) and ``front.json``.
 
-    ``front.json`` is a list of ``{metric: value, ..., "bits": {layer: bits}}``,
-    keyed by layer name so it stays readable without the search space.
+    Both name the data each measured column comes from: CSV headers read
+    ``error (fitness batches)``; ``front.json`` is ``{"generation", "front",
+    "measured_on": {metric: data}, "points"}``, each point ``{metric: value, ...,
+    "bits": {layer: bits}}``, keyed by layer name so it stays readable without the
+    search space.
     """
     run_dir = Path(run_dir)
     _check_bits(front, layer_names)
@@ -132,21 +216,28 @@ def write_front(
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*metrics, *layer_names])
+    writer.writerow([*map(column_label, metrics), *layer_names])
     for p in front:
         writer.writerow(
             [*(_plain(p.get(m, "")) for m in metrics), *(int(b) for b in p["bits"])]
         )
     csv_path = write_text_atomic(run_dir / FRONT_CSV, buf.getvalue())
 
-    records = [
+    points = [
         {
             **{m: _plain(p[m]) for m in metrics if m in p},
             "bits": {name: int(b) for name, b in zip(layer_names, p["bits"])},
         }
         for p in front
     ]
+    measured = {m: measured_on(m) for m in metrics if measured_on(m) is not None}
+    document = {
+        "generation": generation,
+        "front": FRONT_MEANING,
+        "measured_on": measured,
+        "points": points,
+    }
     json_path = write_text_atomic(
-        run_dir / FRONT_JSON, json.dumps(records, indent=2) + "\n"
+        run_dir / FRONT_JSON, json.dumps(document, indent=2) + "\n"
     )
     return csv_path, json_path

@@ -1,4 +1,4 @@
-"""Per-generation front plots and the hypervolume curve, as PNG files in the run dir.
+"""Per-generation plots (population over the archive front) and the hypervolume curve.
 
 Figures are built with `matplotlib.figure.Figure` on an Agg canvas, never
 through pyplot, so plotting touches no global state and works headless and
@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from evoquant.atomic import write_bytes_atomic
-from evoquant.report.front import Point, uniform_label
+from evoquant.report.front import Point, column_label
 
 X, Y = "relative_cost", "error"
 LOG_DECADES = 2.0
@@ -44,9 +44,10 @@ def plot_generation(
     gen: int,
     population_points: Sequence[Point],
     front_points: Sequence[Point],
-    uniform_points: Sequence[Point],
+    uniform_points: Mapping[str, Point],
 ) -> Path:
-    """Scatter one generation in (relative cost, error) with its front and the uniform baselines."""
+    """Scatter one generation's population in (relative cost, error) over the archive
+    front as of that generation and the uniform baselines (label -> point)."""
     fig = Figure(figsize=(7, 5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(
@@ -65,27 +66,25 @@ def plot_generation(
         color="tab:red",
         marker="o",
         markersize=5,
-        label="Pareto front",
+        label="archive front",
     )
     if uniform_points:
         ax.scatter(
-            [p[X] for p in uniform_points],
-            [p[Y] for p in uniform_points],
+            [p[X] for p in uniform_points.values()],
+            [p[Y] for p in uniform_points.values()],
             marker="s",
             s=40,
             color="tab:blue",
             zorder=3,
             label="uniform",
         )
-    for p in uniform_points:
-        ax.annotate(
-            uniform_label(p), (p[X], p[Y]), xytext=(5, 5), textcoords="offset points"
-        )
-    errors = [float(p[Y]) for p in [*population_points, *front_points, *uniform_points]]
-    if _use_log_y(errors):
+    for label, p in uniform_points.items():
+        ax.annotate(label, (p[X], p[Y]), xytext=(5, 5), textcoords="offset points")
+    everything = [*population_points, *front_points, *uniform_points.values()]
+    if _use_log_y([float(p[Y]) for p in everything]):
         ax.set_yscale("log")
     ax.set_xlabel("relative weight bit cost (vs FP32)")
-    ax.set_ylabel("error")
+    ax.set_ylabel(column_label(Y))
     ax.set_title(f"generation {gen}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
@@ -101,7 +100,7 @@ def plot_hypervolume(
     ax = fig.add_subplot()
     ax.plot(gens, [hv_by_generation[g] for g in gens], marker="o", markersize=3)
     ax.set_xlabel("generation")
-    ax.set_ylabel("hypervolume (relative cost, error)")
+    ax.set_ylabel(f"hypervolume (relative cost, {column_label(Y)})")
     ax.set_title("hypervolume by generation")
     ax.grid(True, alpha=0.3)
     return _save(fig, path)

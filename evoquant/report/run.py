@@ -1,22 +1,35 @@
-"""A run's reports redrawn from its archive: per-generation plot, hypervolume, front, summary.
+"""A run's reports redrawn from its state: per-generation plot, hypervolume, front, summary.
 
-Reports are never read back: everything they show comes from the run file and the
-archive, so a missing, stale or damaged report is simply drawn again.
+Reports are never read back: everything they show comes from the run file, the archive
+and the checkpoints, so a missing, stale or damaged report is simply drawn again, and
+a redrawn generation shows what it showed when it was new. Every report's front is the
+archive front (`ArchiveFront`): a genome that survival dropped stays on it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from evoquant.archive import FAILED, Archive
 from evoquant.atomic import write_text_atomic
-from evoquant.report.front import knee_point, pareto_front, write_front
+from evoquant.checkpoint import load_latest
+from evoquant.errors import UserError
+from evoquant.report.front import (
+    Archived,
+    ArchiveFront,
+    archived_points,
+    knee_point,
+    successful,
+    write_front,
+)
 from evoquant.report.hypervolume import points_hypervolume, reference_point
 from evoquant.report.plots import plot_generation, plot_hypervolume
 from evoquant.report.summary import write_summary
 from evoquant.rundir import (
+    CHECKPOINT_DIR,
     GENERATION_PLOT,
     HYPERVOLUME_FILE,
     HYPERVOLUME_PLOT,
@@ -26,15 +39,29 @@ from evoquant.rundir import (
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+Populations = Mapping[int, Sequence[Sequence[int]]]
+
+
+@dataclass(frozen=True)
+class GenerationView:
+    """What one generation's plot shows: its population, the archive front as of that
+    generation, and the uniform configurations (label -> point) measured by then."""
+
+    generation: int
+    population: list[dict]
+    front: list[dict]
+    uniform: dict[str, dict]
+
 
 class RunReport:
-    """Writes everything a person looks at after each generation, from archived metrics only."""
+    """Writes everything a person looks at after each generation, from the run's state."""
 
     def __init__(self, run_dir: str | Path, archive: Archive, record: RunRecord):
         self.run_dir = Path(run_dir)
         self.archive = archive
+        self.record = record
         self.gene_names = list(record.layers)
-        self.uniform_genomes = [list(g) for g in record.uniform_genomes]
+        self.uniform = dict(zip(record.uniform_labels, record.uniform_genomes))
         self.objectives = tuple(record.config.search.objectives)
         self.info = {
             "problem": record.config.problem.name,
@@ -42,65 +69,44 @@ class RunReport:
             "config digest": record.config_digest,
         }
         self.hv_history: dict[int, float] = {}
+        self._front = ArchiveFront(self.objectives)
 
-    def points(self, genomes: Sequence[Sequence[int]]) -> list[dict]:
-        """Archived metrics of the genomes that succeeded, each with its ``bits``."""
-        found = self.archive.get_many(genomes)
-        unique = dict.fromkeys(tuple(g) for g in genomes)
-        return [
-            {"bits": list(g)} | found[g]
-            for g in unique
-            if g in found and FAILED not in found[g]
-        ]
+    def views(
+        self, populations: Populations, archived: Archived | None = None
+    ) -> Iterator[GenerationView]:
+        """Each generation's plot data, oldest first, from one read of the archive."""
+        if archived is None:
+            archived = archived_points(self.archive.records())
+        for generation in sorted(populations):
+            yield GenerationView(
+                generation,
+                successful(archived, populations[generation]),
+                self._front.at(archived, generation),
+                {
+                    label: point
+                    for label, point in self._uniform(archived, generation).items()
+                    if FAILED not in point
+                },
+            )
 
-    def front(self, genomes: Sequence[Sequence[int]]) -> list[dict]:
-        return pareto_front(self.points(genomes), self.objectives)
-
-    def plot(self, generation: int, genomes: Sequence[Sequence[int]]) -> Path:
-        """The generation's population, front and uniform configurations."""
-        plots = self.run_dir / PLOTS_DIR
-        plots.mkdir(exist_ok=True)
-        return plot_generation(
-            plots / GENERATION_PLOT.format(generation),
-            generation,
-            self.points(genomes),
-            self.front(genomes),
-            self.points(self.uniform_genomes),
-        )
-
-    def latest(self, generation: int, genomes: Sequence[Sequence[int]]) -> None:
-        """Hypervolume history, front files and summary as of ``generation``."""
-        reference = reference_point(self.points(self.uniform_genomes))
-        for g, population in self.archive.populations().items():
-            if g < generation and g not in self.hv_history:
-                self.hv_history[g] = points_hypervolume(
-                    self.front(population), reference
-                )
-        front = self.front(genomes)
-        self.hv_history[generation] = points_hypervolume(front, reference)
-        history = {g: v for g, v in sorted(self.hv_history.items()) if g <= generation}
-        write_text_atomic(
-            self.run_dir / HYPERVOLUME_FILE, json.dumps(history, indent=1)
-        )
-        plot_hypervolume(self.run_dir / PLOTS_DIR / HYPERVOLUME_PLOT, history)
-        write_front(self.run_dir, front, self.gene_names)
-        info = self.info | {
-            "generation": generation,
-            "evaluations": len(self.archive),
-            "hypervolume": f"{history[generation]:.6g}",
-        }
-        write_summary(
-            self.run_dir,
-            front,
-            knee_point(front, self.objectives),
-            self.points(self.uniform_genomes),
-            self.gene_names,
-            info,
-        )
+    def _uniform(self, archived: Archived, generation: int) -> dict[str, dict]:
+        """The uniform configurations (label -> point, failed ones too) evaluated by
+        ``generation``."""
+        found = {}
+        for label, genome in self.uniform.items():
+            entry = archived.get(tuple(genome))
+            if entry is not None and entry[0] <= generation:
+                found[label] = entry[1]
+        return found
 
     def generation(self, generation: int, genomes: Sequence[Sequence[int]]) -> None:
-        self.plot(generation, genomes)
-        self.latest(generation, genomes)
+        """Plot a generation just finished and bring the latest reports up to it."""
+        earlier = {
+            g: population
+            for g, population in self.archive.populations().items()
+            if g < generation and g not in self.hv_history
+        }
+        self._report(earlier | {generation: genomes}, lambda g: g == generation)
 
     def catch_up(self) -> int:
         """Draw what a crash left undrawn: missing or damaged plots, then the latest reports.
@@ -108,24 +114,88 @@ class RunReport:
         Returns the number of generations the archive knows.
         """
         populations = self.archive.populations()
-        for generation, genomes in populations.items():
-            path = self.run_dir / PLOTS_DIR / GENERATION_PLOT.format(generation)
-            if not _is_png(path):
-                self.plot(generation, genomes)
-        if populations:
-            last = max(populations)
-            self.latest(last, populations[last])
+        self._report(populations, lambda g: not _is_png(self._plot_path(g)))
         return len(populations)
 
     def redraw(self) -> int:
         """Every generation the archive knows, oldest first; returns how many."""
         populations = self.archive.populations()
-        for generation, genomes in populations.items():
-            self.plot(generation, genomes)
-        if populations:
-            last = max(populations)
-            self.latest(last, populations[last])
+        self._report(populations, lambda g: True)
         return len(populations)
+
+    def _plot_path(self, generation: int) -> Path:
+        return self.run_dir / PLOTS_DIR / GENERATION_PLOT.format(generation)
+
+    def _report(self, populations: Populations, replot: Callable[[int], bool]) -> None:
+        """Hypervolume (and, where ``replot`` says, the plot) of every generation given,
+        then front files and summary as of the last one."""
+        if not populations:
+            return
+        archived = archived_points(self.archive.records())
+        successes = successful(archived, self.uniform.values())
+        reference = reference_point(successes)
+        (self.run_dir / PLOTS_DIR).mkdir(exist_ok=True)
+        for view in self.views(populations, archived):
+            self.hv_history[view.generation] = points_hypervolume(view.front, reference)
+            if replot(view.generation):
+                plot_generation(
+                    self._plot_path(view.generation),
+                    view.generation,
+                    view.population,
+                    view.front,
+                    view.uniform,
+                )
+        self._latest(view, archived)
+
+    def _latest(self, view: GenerationView, archived: Archived) -> None:
+        generation, front = view.generation, view.front
+        history = {g: v for g, v in sorted(self.hv_history.items()) if g <= generation}
+        write_text_atomic(
+            self.run_dir / HYPERVOLUME_FILE, json.dumps(history, indent=1)
+        )
+        plot_hypervolume(self.run_dir / PLOTS_DIR / HYPERVOLUME_PLOT, history)
+        write_front(self.run_dir, front, self.gene_names, generation)
+        info = self.info | {"generation": generation}
+        info |= self._counts(archived, generation)
+        info["hypervolume"] = f"{history[generation]:.6g}"
+        write_summary(
+            self.run_dir,
+            front,
+            knee_point(front, self.objectives),
+            self._uniform(archived, generation),
+            self.gene_names,
+            info,
+        )
+
+    def _counts(self, archived: Archived, generation: int) -> dict[str, int]:
+        """How many genomes the search asked for up to ``generation``, how many were
+        evaluated, served from the archive (repeats) and failed.
+
+        pymoo's evaluation count in the generation's checkpoint counts every genome
+        asked for; without that checkpoint (a crash before it) only the archive's
+        counts are known.
+        """
+        rows = [point for g, point in archived.values() if g <= generation]
+        counts = {"genomes evaluated": len(rows)}
+        asked = self._asked(generation)
+        if asked is not None:
+            counts = {"genomes asked for": asked} | counts
+            counts["served from the archive (repeats)"] = asked - len(rows)
+        counts["failed (worst objectives)"] = sum(FAILED in point for point in rows)
+        return counts
+
+    def _asked(self, generation: int) -> int | None:
+        try:
+            checkpoint = load_latest(
+                self.run_dir / CHECKPOINT_DIR,
+                self.record.run_id,
+                self.record.config_digests,
+            )
+        except UserError:  # damaged or foreign checkpoints: resume says so, not reports
+            return None
+        if checkpoint is None or checkpoint.generation != generation:
+            return None
+        return checkpoint.n_eval
 
 
 def _is_png(path: Path) -> bool:

@@ -6,13 +6,19 @@ from pathlib import Path
 
 from evoquant.archive import Archive
 from evoquant.checkpoint import load_latest
-from evoquant.report.front import knee_point, pareto_front
+from evoquant.report.front import (
+    ArchiveFront,
+    archived_points,
+    knee_point,
+    successful,
+)
 from evoquant.report.hypervolume import points_hypervolume, reference_point
 from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, RunDir
 
 
 def run_status(run_dir: str | Path) -> dict:
-    """Generation, evaluations, hypervolume, notable front points and a time estimate.
+    """Generation, evaluations (failures counted), hypervolume, notable points of the
+    archive front and a time estimate.
 
     Everything is computed from the run's state, opened read-only: a report file that
     is missing or damaged changes nothing here.
@@ -28,21 +34,11 @@ def run_status(run_dir: str | Path) -> dict:
     archive = Archive(run_dir / ARCHIVE_FILE, owner=owner, read_only=True)
     try:
         records = archive.records()
-        population = [] if checkpoint is None else checkpoint.genomes
-        found = archive.get_many([*population, *record.uniform_genomes])
     finally:
         archive.close()
-    points = [
-        {"bits": list(g)} | found[tuple(g)]
-        for g in population
-        if tuple(g) in found and "failed" not in found[tuple(g)]
-    ]
-    front = pareto_front(points, config.search.objectives) if points else []
-    uniform = [
-        {"bits": list(g)} | found[g]
-        for g in record.uniform_genomes
-        if g in found and "failed" not in found[g]
-    ]
+    archived = archived_points(records)
+    front = ArchiveFront(config.search.objectives).at(archived, generation)
+    uniform = successful(archived, record.uniform_genomes)
     hypervolume = (
         points_hypervolume(front, reference_point(uniform))
         if front and uniform

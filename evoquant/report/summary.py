@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 
+from evoquant.archive import FAILED
 from evoquant.atomic import write_text_atomic
-from evoquant.report.front import Point, metric_names, uniform_label
+from evoquant.report.front import FRONT_MEANING, Point, column_label, metric_names
 from evoquant.rundir import SUMMARY_FILE
 
 COST, ERROR, AVG_BITS = "relative_cost", "error", "avg_weight_bits"
@@ -56,7 +57,8 @@ def _nearest(front: Sequence[Point], point: Point) -> int:
 
 def _front_section(front: Sequence[Point], knee_index: int) -> list[str]:
     extra = [m for m in metric_names(front) if m not in MAIN_COLUMNS]
-    header = ["#", *MAIN_COLUMNS.values(), *extra]
+    header = ["#", *(column_label(m, name) for m, name in MAIN_COLUMNS.items())]
+    header += map(column_label, extra)
     rows = [
         [
             f"{i} (knee)" if i == knee_index else str(i),
@@ -64,42 +66,53 @@ def _front_section(front: Sequence[Point], knee_index: int) -> list[str]:
         ]
         for i, p in enumerate(front)
     ]
-    return [f"## Pareto front ({len(front)} points)", "", *_table(header, rows)]
+    title = f"## Archive front ({len(front)} points)"
+    return [title, "", f"The front is {FRONT_MEANING}.", "", *_table(header, rows)]
 
 
 def _uniform_section(
-    front: Sequence[Point], uniform_points: Sequence[Point]
+    front: Sequence[Point], uniform_points: Mapping[str, Point]
 ) -> list[str]:
     lines = ["## Uniform configurations vs the front", ""]
-    if not uniform_points:
-        return [*lines, "No uniform configuration was evaluated."]
+    measured = {k: u for k, u in uniform_points.items() if FAILED not in u}
+    failed = [
+        f"- {k} failed: {u[FAILED]}"
+        for k, u in uniform_points.items()
+        if k not in measured
+    ]
+    if not measured:
+        return [*lines, "No uniform configuration was measured.", "", *failed]
     rows = []
-    for u in sorted(uniform_points, key=lambda p: p[COST]):
+    for label, u in sorted(measured.items(), key=lambda item: item[1][COST]):
         i = _nearest(front, u)
-        row = [uniform_label(u), u[COST], u[ERROR], i, front[i][COST], front[i][ERROR]]
+        row = [label, u[COST], u[ERROR], i, front[i][COST], front[i][ERROR]]
         rows.append([*row, _standing(front, u)])
     header = [
         "config",
         "relative cost",
-        "error",
+        column_label(ERROR),
         "nearest front #",
         "front relative cost",
-        "front error",
+        column_label(ERROR, "front error"),
         "vs front",
     ]
     note = "The nearest front point is the one with the closest relative cost."
-    return [*lines, note, "", *_table(header, rows)]
+    return [*lines, note, "", *_table(header, rows), *(["", *failed] if failed else [])]
 
 
 def write_summary(
     run_dir: str | os.PathLike[str],
     front: Sequence[Point],
     knee: Point,
-    uniform_points: Sequence[Point],
+    uniform_points: Mapping[str, Point],
     layer_names: Sequence[str],
     info: Mapping[str, object],
 ) -> Path:
-    """Write ``summary.md``; ``info`` (problem, generations, evaluations, hypervolume, ...) heads it."""
+    """Write ``summary.md``; ``info`` (problem, generation, counts, hypervolume, ...) heads it.
+
+    ``uniform_points`` maps each uniform configuration's label to its point; a failed
+    one (its point holds ``failed``) is listed with its reason.
+    """
     if knee not in front:
         raise ValueError("the knee point is not a point of the front")
     if len(knee["bits"]) != len(layer_names):

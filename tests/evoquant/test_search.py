@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import runpy
 import signal
@@ -14,7 +15,8 @@ from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.config import LayersConfig
 from evoquant.errors import UserError
-from evoquant.rundir import read_run_config
+from evoquant.progress import SearchProgress
+from evoquant.rundir import RunDir, read_run_config
 from evoquant.search import WORST, Search
 from evoquant.space import SearchSpace
 
@@ -131,6 +133,82 @@ def test_a_failed_genome_gets_the_worst_objectives(tmp_path):
         ([2] * len(LAYERS), "diverged")
     ]
     archive.close()
+
+
+class NanEvaluator(SyntheticEvaluator):
+    """The synthetic problem, whose error is NaN with the first layer at 2 bits."""
+
+    def metrics(self, bits):
+        metrics = super().metrics(bits)
+        if "failed" not in metrics and bits[0] == 2:
+            metrics["error"] = math.nan
+        return metrics
+
+
+def test_a_genome_with_a_nan_error_is_archived_as_failed(tmp_path):
+    recorder = Recorder()
+    config = make_config()
+    evaluator = NanEvaluator(SearchSpace.from_config(LAYERS, config))
+    s = search(tmp_path, config, recorder, evaluator)
+    s.run(generations=3)
+    s.close()
+    archive = Archive(tmp_path / "archive.sqlite")
+    records = archive.records()
+    archive.close()
+    nan = [r for r in records if r["genome"][0] == 2 and len(set(r["genome"])) > 1]
+    assert nan and all(r["status"] == "failed" for r in nan)
+    assert {r["error"] for r in nan} == {"non-finite error: nan"}
+    assert all(
+        math.isfinite(r["metrics"]["error"]) for r in records if r["status"] == "ok"
+    )
+    for genomes, F in recorder.generations.values():
+        for bits, row in zip(genomes, F):
+            assert (row == [WORST, WORST]) == (bits[0] == 2)
+    assert sorted(recorder.generations) == [0, 1, 2]
+
+
+def test_uniform_genomes_are_labelled_by_how_they_were_made(tmp_path):
+    fixed = make_config().model_copy(
+        update={"layers": LayersConfig(fixed={"block1.*": 16})}
+    )
+    record = search(tmp_path / "fixed", fixed).record
+    kept = " (fixed layers kept)"
+    assert record.uniform_labels == tuple(
+        f"W{w}A{a}{kept}" for w, a in [(2, 8), (4, 8), (8, 8), (16, 16)]
+    )
+    assert all(
+        g[5] == 16 and g[0] == int(label[1:].split("A")[0])
+        for g, label in zip(record.uniform_genomes, record.uniform_labels)
+    )
+    two = search(tmp_path / "two", make_config(policy="two_genes")).record
+    assert two.uniform_labels[:3] == ("W2A8", "W2A16", "W4A8")
+    assert RunDir(tmp_path / "two").read() == two
+
+
+def test_a_run_file_without_uniform_labels_reads_with_default_ones(tmp_path):
+    search(tmp_path, make_config()).close()
+    meta = json.loads((tmp_path / "run.json").read_text())
+    del meta["uniform_labels"]
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    assert RunDir(tmp_path).read().uniform_labels == ("W2", "W4", "W8", "W16")
+
+
+def test_progress_counts_what_was_asked_evaluated_and_served(tmp_path):
+    """The bar's total starts at pop x generations, an upper bound, and ends at what
+    pymoo asked for: every genome evaluated or served from the archive."""
+    config = make_config()
+    space = SearchSpace.from_config(LAYERS, config)
+    progress = SearchProgress(16, 6, enabled=False)
+    s = search(tmp_path, config, evaluator=progress.wrap(SyntheticEvaluator(space)))
+    s.on_generation = lambda gen, genomes, F: progress.generation_done(gen, *s.counts)
+    s.run()
+    s.close()
+    asked = s.algorithm.evaluator.n_eval
+    archive = Archive(tmp_path / "archive.sqlite")
+    evaluated = len(archive)
+    archive.close()
+    assert progress.evaluated == evaluated and progress.cache_hits == asked - evaluated
+    assert progress.total == progress.bar.tasks[0].completed == asked <= 16 * 6
 
 
 def test_fixed_layers_never_change_during_a_search(tmp_path):
@@ -276,7 +354,7 @@ def test_a_run_can_be_extended_past_its_configured_generations(tmp_path):
 
 def test_resume_of_a_directory_without_a_run_is_a_user_error(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(UserError, match="holds no run .* run 'evoquant search' again"):
+    with pytest.raises(UserError, match="is not an evoquant run directory"):
         search(tmp_path, make_config(), resume=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

@@ -91,5 +91,17 @@ def test_load_front_refuses_a_run_without_a_finished_generation(tmp_path):
     (tmp_path / "front.json").write_text("[]")
     with pytest.raises(UserError, match="no front point"):
         load_front(tmp_path)
-    (tmp_path / "front.json").write_text(json.dumps(FRONT))
+    (tmp_path / "front.json").write_text(json.dumps({"points": []}))
+    with pytest.raises(UserError, match="no front point"):
+        load_front(tmp_path)
+    (tmp_path / "front.json").write_text(json.dumps({"points": FRONT}))
     assert load_front(tmp_path) == FRONT
+    (tmp_path / "front.json").write_text(json.dumps(FRONT))  # before it named its data
+    assert load_front(tmp_path) == FRONT
+
+
+@pytest.mark.parametrize("rule", ["knee", "index:0", "min-error:1"])
+def test_a_stale_front_with_a_nan_point_is_refused(rule):
+    stale = [*FRONT, point(0.01, float("nan"))]
+    with pytest.raises(UserError, match="has error nan: .* 'evoquant plot'"):
+        pick(stale, rule, OBJECTIVES)

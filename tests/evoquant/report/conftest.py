@@ -37,6 +37,12 @@ def uniform_points() -> list[dict]:
 
 
 @pytest.fixture
+def labelled_uniform(uniform_points) -> dict[str, dict]:
+    """The uniform points by label, as reports take them."""
+    return {f"W{p['bits'][0]}": p for p in uniform_points}
+
+
+@pytest.fixture
 def mixed_points() -> list[dict]:
     """Mixed genomes; [4,4,4,2] dominates W4 and [8,8,8,4] dominates W8."""
     return [

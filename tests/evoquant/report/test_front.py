@@ -1,9 +1,18 @@
 import csv
 import json
+import math
 
 import pytest
 
-from evoquant.report.front import knee_point, pareto_front, uniform_label, write_front
+from evoquant.report.front import (
+    ArchiveFront,
+    archived_points,
+    column_label,
+    knee_point,
+    pareto_front,
+    successful,
+    write_front,
+)
 
 OBJ = ("relative_cost", "error")
 
@@ -67,15 +76,60 @@ def test_knee_of_small_fronts(make_point):
         knee_point([a, b], ("f_bits", "error", "top1"))
 
 
-def test_uniform_label(make_point):
-    assert uniform_label(make_point([16] * 4, 0.0)) == "W16"
-    with pytest.raises(ValueError, match="not a uniform"):
-        uniform_label(make_point([2, 4, 4, 4], 0.1))
+def test_non_finite_points_are_never_on_the_front(make_point, mixed_points):
+    nan, inf = make_point([2] * 4, math.nan), make_point([4] * 4, math.inf)
+    front = pareto_front([nan, *mixed_points, inf], OBJ)
+    assert front == pareto_front(mixed_points, OBJ)
+    assert pareto_front([nan, inf], OBJ) == []
+
+
+def record(bits, error, generation, make_point, failed=None) -> dict:
+    """One row as ``Archive.records()`` gives it."""
+    metrics = {k: v for k, v in make_point(bits, error).items() if k != "bits"}
+    return {
+        "genome": bits,
+        "status": "failed" if failed else "ok",
+        "metrics": metrics | ({"failed": failed} if failed else {}),
+        "generation": generation,
+    }
+
+
+def test_the_archive_front_keeps_what_it_has_seen(make_point):
+    """Generation g's front is over every genome first evaluated by g, failures aside;
+    walking forward gives what each generation computed alone gives."""
+    rows = [
+        record([8, 8, 8, 8], 0.004, 0, make_point),
+        record([2, 2, 2, 2], 0.8, 0, make_point),
+        record([2, 2, 2, 4], 0.0, 1, make_point, failed="non-finite error: nan"),
+        record([4, 4, 4, 4], 0.05, 1, make_point),
+        record([4, 4, 4, 2], 0.04, 2, make_point),  # dominates W4 from generation 2 on
+    ]
+    archived = archived_points(rows)
+    walking = ArchiveFront(OBJ)
+    fronts = {g: [p["bits"] for p in walking.at(archived, g)] for g in range(3)}
+    assert fronts == {
+        0: [[2, 2, 2, 2], [8, 8, 8, 8]],
+        1: [[2, 2, 2, 2], [4, 4, 4, 4], [8, 8, 8, 8]],
+        2: [[2, 2, 2, 2], [4, 4, 4, 2], [8, 8, 8, 8]],
+    }
+    for g, bits in fronts.items():
+        assert [p["bits"] for p in ArchiveFront(OBJ).at(archived, g)] == bits
+    assert [p["bits"] for p in walking.at(archived, 1)] == fronts[1]  # back in time
+    assert [p["bits"] for p in successful(archived, [[2, 2, 2, 4], [4] * 4], 1)] == [
+        [4] * 4
+    ]
+    assert successful(archived, [[4, 4, 4, 2]], 1) == []
+
+
+def test_column_labels_name_the_data():
+    assert column_label("error") == "error (fitness batches)"
+    assert column_label("error", "front error") == "front error (fitness batches)"
+    assert column_label("relative_cost") == "relative_cost"
 
 
 def test_write_front_round_trip(tmp_path, layer_names, uniform_points, mixed_points):
     front = pareto_front([*uniform_points, *mixed_points], OBJ)
-    csv_path, json_path = write_front(tmp_path, front, layer_names)
+    csv_path, json_path = write_front(tmp_path, front, layer_names, generation=7)
 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -84,17 +138,23 @@ def test_write_front_round_trip(tmp_path, layer_names, uniform_points, mixed_poi
         "f_bits",
         "relative_cost",
         "avg_weight_bits",
-        "error",
-        "top1",
+        "error (fitness batches)",
+        "top1 (fitness batches)",
         *layer_names,
     ]
     for row, p in zip(rows, front):
         assert [int(row[name]) for name in layer_names] == p["bits"]
-        assert float(row["error"]) == p["error"]
+        assert float(row["error (fitness batches)"]) == p["error"]
         assert float(row["relative_cost"]) == p["relative_cost"]
 
-    records = json.loads(json_path.read_text())
-    for rec, p in zip(records, front, strict=True):
+    document = json.loads(json_path.read_text())
+    assert document["generation"] == 7
+    assert "every successful genome" in document["front"]
+    assert document["measured_on"] == {
+        "error": "fitness batches",
+        "top1": "fitness batches",
+    }
+    for rec, p in zip(document["points"], front, strict=True):
         assert list(rec["bits"]) == layer_names
         assert list(rec["bits"].values()) == p["bits"]
         assert {k: v for k, v in rec.items() if k != "bits"} == {

@@ -12,18 +12,18 @@ def assert_png(path, shape):
     assert [f.name for f in path.parent.iterdir()] == [path.name]  # no temporary left
 
 
-def test_plot_generation(tmp_path, uniform_points, mixed_points):
+def test_plot_generation(tmp_path, uniform_points, labelled_uniform, mixed_points):
     population = [*uniform_points, *mixed_points]
     front = pareto_front(population, ("relative_cost", "error"))
     path = plot_generation(
-        tmp_path / "gen_003.png", 3, population, front, uniform_points
+        tmp_path / "gen_003.png", 3, population, front, labelled_uniform
     )
     assert path == tmp_path / "gen_003.png"
     assert_png(path, (500, 700))
 
 
 def test_plot_generation_without_uniforms_or_front(tmp_path, mixed_points):
-    assert_png(plot_generation(tmp_path / "g.png", 0, mixed_points, [], []), (500, 700))
+    assert_png(plot_generation(tmp_path / "g.png", 0, mixed_points, [], {}), (500, 700))
 
 
 def test_log_scale_only_beyond_two_decades():

@@ -7,7 +7,7 @@ OBJ = ("relative_cost", "error")
 
 
 @pytest.fixture
-def summary(tmp_path, layer_names, uniform_points, mixed_points):
+def summary(tmp_path, layer_names, uniform_points, labelled_uniform, mixed_points):
     front = pareto_front([*uniform_points, *mixed_points], OBJ)
     knee = knee_point(front, OBJ)
     info = {
@@ -16,7 +16,7 @@ def summary(tmp_path, layer_names, uniform_points, mixed_points):
         "evaluations": 120,
         "hypervolume": 0.123456,
     }
-    path = write_summary(tmp_path, front, knee, uniform_points, layer_names, info)
+    path = write_summary(tmp_path, front, knee, labelled_uniform, layer_names, info)
     return path.read_text(), front, knee
 
 
@@ -29,8 +29,12 @@ def test_header_and_front_table(summary):
         "- **hypervolume**: 0.1235",
     ]:
         assert line in text
-    assert "| # | relative cost | avg weight bits | error | f_bits | top1 |" in text
-    assert f"## Pareto front ({len(front)} points)" in text
+    assert (
+        "| # | relative cost | avg weight bits | error (fitness batches) | f_bits"
+        " | top1 (fitness batches) |"
+    ) in text
+    assert f"## Archive front ({len(front)} points)" in text
+    assert "every successful genome evaluated up to this generation" in text
 
 
 def test_knee_is_named(summary):
@@ -62,7 +66,7 @@ def test_uniform_rows_against_nearest_front_point(summary):
 def test_rejects_knee_outside_front(tmp_path, layer_names, make_point, uniform_points):
     with pytest.raises(ValueError, match="knee"):
         write_summary(
-            tmp_path, uniform_points, make_point([8, 4, 4, 2], 0.1), [], layer_names, {}
+            tmp_path, uniform_points, make_point([8, 4, 4, 2], 0.1), {}, layer_names, {}
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -72,11 +76,24 @@ def test_compact_bits():
 
 
 def test_uniform_outside_the_front_is_not_dominated(
-    tmp_path, layer_names, uniform_points, mixed_points
+    tmp_path, layer_names, labelled_uniform, mixed_points
 ):
     front = pareto_front(mixed_points, OBJ)
     text = write_summary(
-        tmp_path, front, front[0], uniform_points, layer_names, {}
+        tmp_path, front, front[0], labelled_uniform, layer_names, {}
     ).read_text()
     w16 = next(line for line in text.splitlines() if line.startswith("| W16 |"))
     assert w16.endswith("| not dominated |")
+
+
+def test_a_failed_uniform_is_listed_with_its_reason(
+    tmp_path, layer_names, labelled_uniform, mixed_points
+):
+    failed = {"bits": [2] * 4, "failed": "non-finite error: nan"}
+    front = pareto_front(mixed_points, OBJ)
+    text = write_summary(
+        tmp_path, front, front[0], labelled_uniform | {"W2": failed}, layer_names, {}
+    ).read_text()
+    assert "- W2 failed: non-finite error: nan" in text
+    assert not [line for line in text.splitlines() if line.startswith("| W2 |")]
+    assert [line for line in text.splitlines() if line.startswith("| W4 |")]
