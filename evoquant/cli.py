@@ -107,6 +107,7 @@ def search(args: argparse.Namespace) -> None:
     run_dir = run_dir_of(args)
     plots = run_search(config, run_dir, show_progress=not args.quiet)
     print_finished(run_dir, plots)
+    validate_finished(run_dir)
 
 
 def resume(args: argparse.Namespace) -> None:
@@ -129,6 +130,7 @@ def resume(args: argparse.Namespace) -> None:
         show_progress=not args.quiet,
     )
     print_finished(run_dir, plots)
+    validate_finished(run_dir)
 
 
 def add_evaluator_flags(command: argparse.ArgumentParser) -> None:
@@ -223,6 +225,52 @@ def plot(args: argparse.Namespace) -> None:
     if count == 0:
         raise UserError(f"{run_dir} has no finished generation to plot")
     print(f"redrew {count} generations in {run_dir / PLOTS_DIR}/")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Score the front and the uniform configurations on the validation batches."""
+    from evoquant.validate import validate_run
+
+    run_dir = Path(args.run_dir)
+    require_writable(run_dir, "validate")
+    print_validation(run_dir, validate_run(run_dir))
+
+
+def validate_finished(run_dir: Path) -> None:
+    """After a search: the held-out error, where the problem has validation batches."""
+    from evoquant.validate import validate_run
+
+    result = validate_run(run_dir, required=False)
+    if result is not None:
+        print_validation(run_dir, result)
+
+
+def print_validation(run_dir: Path, result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from evoquant.rundir import VALIDATION_FILE
+
+    table = Table(
+        title=f"{result['error']} on the fitness batches (search) and on "
+        f"{result['validation_samples']} held-out validation samples"
+    )
+    for column in ["genome", "search", "held-out", "ratio"]:
+        table.add_column(column, justify="right")
+    uniform = [p for p in result["points"] if p["uniform"]]
+    front = [p for p in result["points"] if not p["uniform"]]
+    for i, point in enumerate(uniform + front):
+        heldout = point["heldout"].get("error")
+        search = point["search_error"]
+        table.add_row(
+            point["uniform"] or f"front {i - len(uniform)}",
+            "-" if search is None else f"{search:.4g}",
+            "failed" if heldout is None else f"{heldout:.4g}",
+            f"{heldout / search:.3g}" if heldout is not None and search else "-",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"held-out scores in {run_dir / VALIDATION_FILE}")
 
 
 def export(args: argparse.Namespace) -> None:
@@ -339,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("plot", help="redraw a run's plots and reports")
     command.add_argument("run_dir")
     command.set_defaults(handler=plot)
+
+    command = commands.add_parser(
+        "validate",
+        help="score the front and uniform configurations on the held-out batches",
+    )
+    command.add_argument("run_dir")
+    command.set_defaults(handler=validate)
 
     command = commands.add_parser(
         "export", help="export a front point to ONNX with Q/DQ (and TensorRT)"

@@ -22,8 +22,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializationInfo,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -148,10 +150,72 @@ class AlphaConfig(Section):
         return [round(self.start + i * self.step, 10) for i in range(count)]
 
 
+class ActivationConfig(Section):
+    """How stage 1 turns a layer's observed inputs into its activation range.
+
+    ``granularity``: one range per tensor (default) or, under the ``thesis`` scheme
+    only, one per channel (the thesis's own calibration; ``tensorrt`` runs nothing but
+    per-tensor activations). ``estimator``: ``minmax`` (the observed extremes),
+    ``percentile`` (the ``100 - percentile`` and ``percentile`` percentiles of a running
+    histogram, which clips rare outliers) or ``mse`` (the clip of least quantization
+    error on that histogram, per activation width). ``percentile`` is in (50, 100].
+    Why per tensor by default: ``bench/heldout.py`` (docs/method.md).
+    """
+
+    granularity: Literal["per_channel", "per_tensor"] = "per_tensor"
+    estimator: Literal["minmax", "percentile", "mse"] = "minmax"
+    percentile: Number = 99.99
+
+    @field_validator("percentile")
+    @classmethod
+    def _check_percentile(cls, value: float) -> float:
+        if not 50 < value <= 100:
+            raise ValueError(f"percentile must be in (50, 100], not {value:g}")
+        return value
+
+
+LEGACY_ACTIVATIONS = {
+    "thesis": ActivationConfig(granularity="per_channel"),
+    "tensorrt": ActivationConfig(),
+}
+"""What each scheme did before ``quant.activations`` existed (evoquant 0.2): a config
+or run file without the key meant this, and a config that asks for it keeps the digests
+(config, scoring, table key) it had then."""
+COMPLETE = {"complete": True}
+"""Serialisation context that keeps ``quant.activations`` even where it is legacy."""
+
+
 class QuantConfig(Section):
+    """``activations`` equal to the scheme's legacy ones is left out of a dump (unless
+    the context says ``complete``), so runs and tables made before the key existed keep
+    their digests; a stored config without it is read as legacy (``parse_config``)."""
+
     scheme: Literal["thesis", "tensorrt"] = "thesis"
     bit_configs: list[tuple[Integer, Integer]] = [(2, 8), (4, 8), (8, 8), (16, 16)]
     alpha: AlphaConfig = AlphaConfig()
+    activations: ActivationConfig = ActivationConfig()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
+        data = handler(self)
+        complete = (info.context or {}).get("complete", False)
+        if not complete and self.activations == LEGACY_ACTIVATIONS[self.scheme]:
+            data.pop("activations", None)
+        return data
+
+    @model_validator(mode="after")
+    def _check_granularity(self) -> QuantConfig:
+        if self.scheme == "tensorrt" and self.activations.granularity == "per_channel":
+            raise ValueError(
+                "the tensorrt scheme quantizes activations per tensor (all TensorRT "
+                "runs): activations.granularity per_channel needs scheme thesis"
+            )
+        return self
+
+    @property
+    def per_channel_activations(self) -> bool:
+        """One input range per channel: asked for, under the scheme that can run it."""
+        return self.scheme == "thesis" and self.activations.granularity == "per_channel"
 
     @field_validator("bit_configs")
     @classmethod
@@ -379,7 +443,7 @@ class RunConfig(Section):
             return data
         quant = data.get("quant", {})
         if isinstance(quant, BaseModel):
-            quant = quant.model_dump(exclude_unset=True)
+            quant = quant.model_dump(exclude_unset=True, context=COMPLETE)
         if not isinstance(quant, dict):
             return data
         scheme = quant.get("scheme", "tensorrt")
@@ -443,10 +507,20 @@ def _first_error(error: ValidationError) -> str:
     return ".".join(str(part) for part in detail["loc"]) + f": {message}"
 
 
-def parse_config(data: Any, source: str = "config") -> RunConfig:
-    """Validate a plain mapping; the first problem found becomes a one-line UserError."""
+def parse_config(data: Any, source: str = "config", stored: bool = False) -> RunConfig:
+    """Validate a plain mapping; the first problem found becomes a one-line UserError.
+
+    ``stored``: a config a run file holds, whose ``quant`` without ``activations``
+    means the scheme's legacy ones (``LEGACY_ACTIVATIONS``), not today's defaults.
+    """
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of settings")
+    quant = data.get("quant")
+    if stored and isinstance(quant, dict) and "activations" not in quant:
+        implied = "tensorrt" if data.get("target") == "tensorrt" else "thesis"
+        legacy = LEGACY_ACTIVATIONS.get(quant.get("scheme", implied))
+        if legacy is not None:
+            data = data | {"quant": quant | {"activations": legacy.model_dump()}}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
@@ -479,7 +553,7 @@ def with_overrides(
     value is a one-line UserError starting with ``source``, unlike
     ``model_copy(update=...)``, which checks nothing.
     """
-    return parse_config(_merge(config.model_dump(), updates), source)
+    return parse_config(_merge(config.model_dump(context=COMPLETE), updates), source)
 
 
 def load_config(path: str | Path) -> RunConfig:

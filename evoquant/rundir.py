@@ -34,6 +34,7 @@ LOG_FILE = "run.log"
 RAY_DIR = "ray"
 UNIFORM_FILE = "uniform.json"
 EXPORT_DIR = "export"
+VALIDATION_FILE = "validation.json"
 
 PLOTS_DIR = "plots"
 GENERATION_PLOT = "gen_{:04d}.png"
@@ -43,7 +44,14 @@ FRONT_JSON = "front.json"
 SUMMARY_FILE = "summary.md"
 HYPERVOLUME_FILE = "hypervolume.json"
 
-STATE = (RUN_FILE, TABLE_TENSORS_FILE, TABLE_META_FILE, ARCHIVE_FILE, CHECKPOINT_DIR)
+STATE = (
+    RUN_FILE,
+    TABLE_TENSORS_FILE,
+    TABLE_META_FILE,
+    ARCHIVE_FILE,
+    CHECKPOINT_DIR,
+    VALIDATION_FILE,
+)
 """Files a search reads back; damaged or foreign ones are refused, never rewritten."""
 REPORTS = (PLOTS_DIR, FRONT_CSV, FRONT_JSON, SUMMARY_FILE, HYPERVOLUME_FILE)
 """Files a search only writes; they are redrawn from the state whenever needed."""
@@ -177,7 +185,7 @@ class RunDir:
                 f"{self.path} was written by evoquant {version}, whose run files are "
                 f"not bound to their run: read it with that version or start a new search"
             )
-        config = parse_config(data.get("config"), str(path))
+        config = parse_config(data.get("config"), str(path), stored=True)
         try:
             uniform = tuple(tuple(int(b) for b in g) for g in data["uniform_genomes"])
             labels = tuple(str(x) for x in data.get("uniform_labels", ()))

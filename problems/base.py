@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
+import torch
 from torch import nn
+
+from evoquant.quant.table import tensors_in
+
+log = logging.getLogger(__name__)
 
 Batch = Any
 """Whatever the problem's ``run`` accepts: a tensor, a tuple (inputs, labels), a dict."""
@@ -43,6 +51,13 @@ class Problem:
     ``export_parts`` names the sub-networks ``evoquant export`` writes as separate ONNX
     graphs, for models ONNX or TensorRT cannot take whole (e.g. a custom BEV pooling
     between them); empty means the whole model is one graph.
+
+    The batches play three roles, which must not share samples: ``calibration_batches``
+    set the quantizers' ranges, ``fitness_batches`` give the error the search minimises,
+    ``validation_batches`` (held out; may be empty) give the error reported for the
+    front after the search (``evoquant validate``). A sample met in two roles is
+    reported with a warning when the problem is made: an error measured on the
+    samples the ranges were taken from hides every value those ranges clip.
     """
 
     name: str
@@ -59,3 +74,54 @@ class Problem:
     layer_include: Sequence[str] = field(default_factory=tuple)
     layer_exclude: Sequence[str] = field(default_factory=tuple)
     export_parts: Sequence[ExportPart] = field(default_factory=tuple)
+    validation_batches: Sequence[Batch] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for (first, second), shared in role_overlaps(self).items():
+            log.warning(
+                "problem %s: %d %s sample(s) are also %s samples: an error measured "
+                "on them is not an error on data the quantizer has not seen",
+                self.name,
+                shared,
+                second,
+                first,
+            )
+
+
+ROLES = ("calibration", "fitness", "validation")
+
+
+def sample_fingerprints(batches: Sequence[Batch]) -> set[str]:
+    """A hash of every sample in ``batches``, to find one sample given for two roles.
+
+    A batch's samples are the slices along the first dimension of its first tensor;
+    sample i hashes the i-th slice of every tensor of the batch with that first
+    dimension (inputs and labels together, so equal masks or labels alone are no match).
+    """
+    fingerprints = set()
+    for batch in batches:
+        tensors = [t.detach() for t in tensors_in(batch) if t.ndim > 0]
+        if not tensors:
+            continue
+        size = tensors[0].shape[0]
+        rows = [t.cpu() for t in tensors if t.shape[0] == size]
+        for i in range(size):
+            digest = hashlib.blake2b(digest_size=16)
+            for t in rows:
+                row = t[i].contiguous()
+                digest.update(f"{row.dtype}{tuple(row.shape)}".encode())
+                digest.update(row.reshape(-1).view(torch.uint8).numpy().tobytes())
+            fingerprints.add(digest.hexdigest())
+    return fingerprints
+
+
+def role_overlaps(problem: Problem) -> dict[tuple[str, str], int]:
+    """For each pair of roles that share samples, how many of the second role's they are."""
+    samples = {
+        role: sample_fingerprints(getattr(problem, f"{role}_batches")) for role in ROLES
+    }
+    return {
+        (first, second): len(samples[first] & samples[second])
+        for first, second in combinations(ROLES, 2)
+        if samples[first] & samples[second]
+    }

@@ -21,7 +21,9 @@ class GenomeFitness:
 
     Metrics: the bit cost (``f_bits`` and its ratios), ``f_cos`` (tensor outputs),
     the problem's error metrics, ``error`` (the one named by ``error``, the run's
-    error objective) and whatever the problem's task metric reports.
+    error objective) and whatever the problem's task metric reports. ``batches``
+    are the problem's fitness batches unless given (``evoquant validate`` scores the
+    validation batches through this same code).
     """
 
     def __init__(
@@ -31,14 +33,14 @@ class GenomeFitness:
         table: QuantTable,
         layers: Sequence[Layer],
         error: str = "f_cos",
+        batches: Sequence | None = None,
     ):
         self.problem = problem
         self.layers = list(layers)
         self.error = error
+        self.batches = problem.fitness_batches if batches is None else batches
         with torch.no_grad():
-            self.reference = [
-                problem.run(model, batch) for batch in problem.fitness_batches
-            ]
+            self.reference = [problem.run(model, batch) for batch in self.batches]
         available = self.error_metrics(self.reference)
         if error not in available:
             raise UserError(f"error metric {error!r} is not one of {sorted(available)}")
@@ -54,12 +56,11 @@ class GenomeFitness:
         return metrics
 
     def outputs(self, genome: Sequence[Gene] | None) -> tuple[list, list]:
-        """The model's outputs on the fitness batches under ``genome`` and its resolved configs."""
+        """The model's outputs on the batches under ``genome`` and its resolved configs."""
         configs = self.quantized.apply(genome)
         with torch.no_grad():
             outputs = [
-                self.problem.run(self.quantized.model, batch)
-                for batch in self.problem.fitness_batches
+                self.problem.run(self.quantized.model, batch) for batch in self.batches
             ]
         return outputs, configs
 
@@ -71,5 +72,5 @@ class GenomeFitness:
         metrics |= self.error_metrics(outputs)
         metrics["error"] = metrics[self.error]
         if self.problem.task_metric is not None:
-            metrics |= self.problem.task_metric(outputs, self.problem.fitness_batches)
+            metrics |= self.problem.task_metric(outputs, self.batches)
         return metrics

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from evoquant.quant.calibrate import (
-    ChannelRange,
+    InputRange,
     layer_hooks,
     main_module_groups,
     run_batches,
@@ -70,7 +70,7 @@ def _mse(a: Tensor, b: Tensor) -> float:
 def search_alphas(
     model: nn.Module,
     layers: Sequence[Layer],
-    ranges: dict[str, list[ChannelRange]],
+    ranges: dict[str, list[InputRange]],
     run: Callable,
     batches: Sequence,
     bit_configs: Sequence[BitConfig],

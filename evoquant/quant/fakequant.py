@@ -2,7 +2,7 @@
 
 Two schemes share one representation (`QParams`):
 
-* ``thesis``: uniform affine, asymmetric, per channel (docs/method.md)::
+* ``thesis``: uniform affine, asymmetric, per channel or per tensor (docs/method.md)::
 
       S = (max - min) / (2^b - 1),  Z = round(-min / S)
       x_hat = S * (clamp(round(x / S) + Z, 0, 2^b - 1) - Z)

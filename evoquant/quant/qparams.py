@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from evoquant.quant.calibrate import ChannelRange
+from evoquant.quant.calibrate import InputRange
 from evoquant.quant.fakequant import QParams, compute_qparams
 
 WEIGHT_AXIS = 0
@@ -21,13 +21,11 @@ def weight_qparams(
 
 
 def input_qparams(
-    observed: ChannelRange, bits: int, scheme: str, alpha: float = 1.0
+    observed: InputRange, bits: int, scheme: str, alpha: float = 1.0
 ) -> QParams:
-    """Per channel for the thesis scheme; per tensor for TensorRT, which only runs that."""
-    if scheme == "tensorrt":
-        return compute_qparams(
-            observed.min.min(), observed.max.max(), bits, scheme, None, alpha
-        )
-    return compute_qparams(
-        observed.min, observed.max, bits, scheme, observed.axis, alpha
-    )
+    """The input's calibrated range at ``bits``; always per tensor for TensorRT, which runs
+    only that (a per-channel range is folded into its extremes)."""
+    low, high = observed.bounds(bits, scheme)
+    if scheme == "tensorrt" and observed.axis is not None:
+        return compute_qparams(low.min(), high.max(), bits, scheme, None, alpha)
+    return compute_qparams(low, high, bits, scheme, observed.axis, alpha)

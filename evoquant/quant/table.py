@@ -24,7 +24,7 @@ from evoquant.atomic import write_bytes_atomic
 from evoquant.config import QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.alpha import BitConfig, search_alphas
-from evoquant.quant.calibrate import calibrate_ranges
+from evoquant.quant.calibrate import RangeSettings, calibrate_ranges
 from evoquant.quant.fakequant import QParams, fake_quantize
 from evoquant.quant.layers import Layer
 from evoquant.quant.qparams import input_qparams, weight_qparams
@@ -184,7 +184,7 @@ def table_key(
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    for tensor in _tensors_in(batches):
+    for tensor in tensors_in(batches):
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     settings = {
         "quant": quant.model_dump(mode="json"),
@@ -194,13 +194,14 @@ def table_key(
     return digest.hexdigest()[:16]
 
 
-def _tensors_in(value) -> list[Tensor]:
+def tensors_in(value: object) -> list[Tensor]:
+    """Every tensor in a batch (tensor, list, tuple or dict, nested; dicts in key order)."""
     if isinstance(value, Tensor):
         return [value]
     if isinstance(value, dict):
-        return [t for key in sorted(value) for t in _tensors_in(value[key])]
+        return [t for key in sorted(value) for t in tensors_in(value[key])]
     if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors_in(item)]
+        return [t for item in value for t in tensors_in(item)]
     return []
 
 
@@ -213,7 +214,7 @@ def build_quant_table(
 ) -> QuantTable:
     """Stage 1 then stage 2, then the fake-quantized weights of every (layer, config)."""
     model.eval()
-    ranges = calibrate_ranges(model, layers, run, batches)
+    ranges = calibrate_ranges(model, layers, run, batches, RangeSettings.of(quant))
     alphas = search_alphas(
         model,
         layers,

@@ -116,18 +116,20 @@ def load_digits_net(weights: str | Path = WEIGHTS) -> DigitsNet:
 
 
 def _batches(
-    data: tuple[Tensor, Tensor], batch_size: int, count: int, split: str
+    data: tuple[Tensor, Tensor], batch_size: int, count: int, split: str, start: int = 0
 ) -> list[tuple[Tensor, Tensor]]:
-    """``count`` consecutive batches from the start of a split."""
+    """``count`` consecutive batches of a split, from sample ``start`` on."""
     images, labels = data
-    if batch_size < 1 or count < 1 or batch_size * count > len(labels):
+    if batch_size < 1 or count < 1 or start + batch_size * count > len(labels):
         raise UserError(
             f"digits {split} split has {len(labels)} samples: "
             f"{count} batches of {batch_size} do not fit"
+            + (f" after the {start} fitness samples" if start else "")
         )
+    stop = start + batch_size * count
     return [
         (images[i : i + batch_size], labels[i : i + batch_size])
-        for i in range(0, batch_size * count, batch_size)
+        for i in range(start, stop, batch_size)
     ]
 
 
@@ -137,20 +139,41 @@ def digits_problem(
     calibration_batches: int = 4,
     fitness_batches: int = 4,
     weights: str | None = None,
+    validation_batches: int | None = None,
 ) -> Problem:
-    """Calibrate on the training split, score fitness on the held-out split (top-1).
+    """Calibrate on the training split, score fitness and validation (top-1) on two
+    disjoint parts of the held-out split.
 
-    ``weights``: a safetensors file of ``DigitsNet`` weights (one that
+    The shipped weights were trained on the training split, so calibration may come
+    from it; the search's fitness and the validation must not. Fitness takes the first
+    held-out samples, validation the ones after them: ``validation_batches`` batches,
+    or (None) every held-out sample the fitness batches leave (141 by default; 0 means
+    no validation). ``weights``: a safetensors file of ``DigitsNet`` weights (one that
     ``python -m problems.cnn.train_digits --out FILE`` wrote); the shipped ones by default.
     """
     train, held_out = load_splits()
+    fitness = _batches(held_out, batch_size, fitness_batches, "held-out")
+    start = batch_size * fitness_batches
+    if validation_batches is None:
+        images, labels = held_out
+        validation = list(
+            zip(images[start:].split(batch_size), labels[start:].split(batch_size))
+        )
+        validation = [batch for batch in validation if len(batch[1])]
+    elif validation_batches == 0:
+        validation = []
+    else:
+        validation = _batches(
+            held_out, batch_size, validation_batches, "held-out", start
+        )
     return Problem(
         name="digits",
         build_model=partial(load_digits_net, WEIGHTS if weights is None else weights),
         calibration_batches=_batches(
             train, batch_size, calibration_batches, "training"
         ),
-        fitness_batches=_batches(held_out, batch_size, fitness_batches, "held-out"),
+        fitness_batches=fitness,
         run=run_classifier,
         task_metric=top1_metric,
+        validation_batches=validation,
     )

@@ -100,11 +100,16 @@ def build_torchvision_model(
 
 
 def _split(
-    images: Tensor, labels: Tensor, batch_size: int, calibration_batches: int
-) -> tuple[list, list]:
-    """``(images, labels)`` batches: the first calibrate, the rest score fitness."""
+    images: Tensor, labels: Tensor, batch_size: int, counts: tuple[int, int, int]
+) -> tuple[list, list, list]:
+    """``(images, labels)`` batches cut into calibration, fitness and validation, in turn."""
     batches = list(zip(images.split(batch_size), labels.split(batch_size)))
-    return batches[:calibration_batches], batches[calibration_batches:]
+    calibration, fitness, _ = counts
+    return (
+        batches[:calibration],
+        batches[calibration : calibration + fitness],
+        batches[calibration + fitness :],
+    )
 
 
 def folder_images(
@@ -134,7 +139,8 @@ def folder_images(
         raise UserError(f"data folder {root} is not an ImageFolder: {exc}") from exc
     if len(dataset) < count:
         raise UserError(
-            f"data folder {root} has {len(dataset)} images, the batches need {count}"
+            f"data folder {root} has {len(dataset)} images, the batches need {count} "
+            "(calibration, fitness and validation batches never share an image)"
         )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=generator)[:count]
@@ -176,8 +182,13 @@ def torchvision_problem(
     fitness_batches: int = 4,
     seed: int = 0,
     num_classes: int = 1000,
+    validation_batches: int = 4,
 ) -> Problem:
-    """A torchvision classifier scored by top-1 on ``data_path`` (or random images)."""
+    """A torchvision classifier scored by top-1 on ``data_path`` (or random images).
+
+    The seeded draw of images is cut into calibration, fitness and validation batches,
+    in that order, so no image plays two roles; ``validation_batches`` may be 0.
+    """
     if model.lower() not in classification_models():
         raise UserError(
             f"{model!r} is not a torchvision classification model "
@@ -189,8 +200,11 @@ def torchvision_problem(
         raise UserError(
             "batch_size, calibration_batches and fitness_batches must be at least 1"
         )
+    if validation_batches < 0:
+        raise UserError("validation_batches must be 0 or more")
     build = partial(build_torchvision_model, model, weights, num_classes, seed)
-    count = batch_size * (calibration_batches + fitness_batches)
+    counts = (calibration_batches, fitness_batches, validation_batches)
+    count = batch_size * sum(counts)
     if data_path is None:
         logger.warning(
             "torchvision problem without data_path: random images labelled by "
@@ -200,7 +214,7 @@ def torchvision_problem(
         images, labels = random_images(build(), image_size, count, batch_size, seed)
     else:
         images, labels = folder_images(data_path, image_size, count, seed)
-    calibration, fitness = _split(images, labels, batch_size, calibration_batches)
+    calibration, fitness, validation = _split(images, labels, batch_size, counts)
     return Problem(
         name=f"torchvision-{model}",
         build_model=build,
@@ -208,4 +222,5 @@ def torchvision_problem(
         fitness_batches=fitness,
         run=run_classifier,
         task_metric=top1_metric,
+        validation_batches=validation,
     )

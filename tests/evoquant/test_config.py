@@ -14,16 +14,26 @@ from evoquant.config import (
     with_overrides,
 )
 from evoquant.errors import UserError
+from evoquant.rundir import scoring_digest
 
 CONFIGS = Path(__file__).parents[2] / "problems" / "configs"
 BASE = {"problem": {"name": "digits"}}
 
 PINNED_DIGESTS = {
+    "digits": "b5acee44f6ad7df2",
+    "bevfusion_mini": "926e5cdc01226da9",
+    "bevfusion_mini_demo": "072b613a1c70c1e6",
+}
+"""Run dirs are matched by digest: a schema change must not move these. They moved
+once, deliberately, when per-tensor activation ranges became the thesis scheme's
+default (tables built from the same config now hold other scales)."""
+LEGACY_DIGESTS = {
     "digits": "3ca68a8dbd5c1c1c",
     "bevfusion_mini": "9b2cc52390315dc6",
     "bevfusion_mini_demo": "228e0babd0b8deb7",
 }
-"""Run dirs are matched by digest: a schema change must not move these."""
+"""The digests of evoquant 0.2, before quant.activations: the shipped configs with
+per-channel activation ranges (what they meant then) must still give them."""
 
 
 def config_error(settings: dict) -> str:
@@ -46,6 +56,16 @@ def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
 @pytest.mark.parametrize("name", sorted(PINNED_DIGESTS))
 def test_shipped_configs_keep_their_digest(name):
     assert load_config(CONFIGS / f"{name}.yaml").digest() == PINNED_DIGESTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY_DIGESTS))
+def test_per_channel_activations_keep_the_digests_of_before(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    legacy = with_overrides(config, {"quant": {"activations": PER_CHANNEL}})
+    assert legacy.digest() == LEGACY_DIGESTS[name]
+    assert config.digest() != legacy.digest()
+    stored = parse_config(legacy.model_dump(mode="json"), "run.json", stored=True)
+    assert stored == legacy and stored.digest() == LEGACY_DIGESTS[name]
 
 
 def test_digest_ignores_spelling_defaults_and_placement():
@@ -484,3 +504,95 @@ def test_run_config_is_frozen():
     with pytest.raises(Exception, match="frozen"):
         config.seed = 3  # type: ignore[misc]
     assert isinstance(config, RunConfig)
+
+
+# ---- activation ranges ----------------------------------------------------------------
+
+
+PER_CHANNEL = {"granularity": "per_channel"}
+
+
+def test_activation_defaults_per_scheme():
+    plain = parse_config(BASE)
+    assert plain.quant.activations.granularity == "per_tensor"
+    assert not plain.quant.per_channel_activations
+    thesis = parse_config(BASE | {"quant": {"activations": PER_CHANNEL}})
+    assert thesis.quant.per_channel_activations
+    # the default is no longer what 0.2 did: it shows in every digest
+    assert "activations" in plain.model_dump()["quant"]
+    assert "activations" not in thesis.model_dump()["quant"]
+    assert scoring_digest(plain) != scoring_digest(thesis)
+    # under tensorrt, per tensor is what it always was: nothing moves
+    tensorrt = parse_config(BASE | {"target": "tensorrt"})
+    assert "activations" not in tensorrt.model_dump()["quant"]
+    explicit = parse_config(
+        BASE | {"target": "tensorrt", "quant": {"activations": {"estimator": "minmax"}}}
+    )
+    assert explicit.digest() == tensorrt.digest()
+
+
+def test_a_stored_config_without_activations_is_what_0_2_ran():
+    """A run file of evoquant 0.2 (or of a per-channel run) holds no activations key."""
+    stored = parse_config(BASE | {"quant": {"scheme": "thesis"}}, stored=True)
+    assert stored.quant.per_channel_activations
+    tensorrt = parse_config(BASE | {"target": "tensorrt", "quant": {}}, stored=True)
+    assert tensorrt.quant.activations.granularity == "per_tensor"
+    fresh = parse_config(BASE | {"quant": {"scheme": "thesis"}})
+    assert not fresh.quant.per_channel_activations
+    overridden = with_overrides(stored, {"seed": 3})
+    assert overridden.quant == stored.quant
+
+
+@pytest.mark.parametrize(
+    "activations",
+    [
+        {"granularity": "per_tensor"},
+        {"granularity": "per_channel"},
+        {"estimator": "percentile"},
+        {"estimator": "percentile", "percentile": 99.9},
+        {"estimator": "mse"},
+    ],
+)
+def test_activation_settings_change_the_digests(activations):
+    plain = parse_config(BASE)
+    config = parse_config(BASE | {"quant": {"activations": activations}})
+    assert (config.digest() == plain.digest()) == (
+        activations == {"granularity": "per_tensor"}
+    )
+    assert (scoring_digest(config) == scoring_digest(plain)) == (
+        config.digest() == plain.digest()
+    )
+    dumped = config.model_dump(mode="json")
+    assert parse_config(dumped, stored=True).quant == config.quant
+
+
+@pytest.mark.parametrize(
+    ("activations", "message"),
+    [
+        ({"estimator": "median"}, "quant.activations.estimator: Input should be"),
+        ({"granularity": "per_row"}, "quant.activations.granularity: Input should be"),
+        ({"percentile": 50}, "percentile must be in (50, 100], not 50"),
+        ({"percentile": 100.5}, "percentile must be in (50, 100], not 100.5"),
+        ({"percentile": True}, "Input should be a number, not a boolean"),
+        ({"bins": 10}, "quant.activations.bins: unknown key"),
+    ],
+)
+def test_wrong_activation_settings_are_one_line(activations, message):
+    assert message in config_error({"quant": {"activations": activations}})
+
+
+def test_tensorrt_refuses_per_channel_activations():
+    message = config_error(
+        {"target": "tensorrt", "quant": {"activations": {"granularity": "per_channel"}}}
+    )
+    assert "activations.granularity per_channel needs scheme thesis" in message
+    config = parse_config(
+        BASE
+        | {
+            "quant": {
+                "scheme": "tensorrt",
+                "activations": {"granularity": "per_tensor", "estimator": "mse"},
+            }
+        }
+    )
+    assert not config.quant.per_channel_activations

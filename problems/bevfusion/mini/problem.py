@@ -1,7 +1,8 @@
 """The ``bevfusion_mini`` problem: the shipped mini BEVFusion on synthetic scenes.
 
-Calibration and fitness scenes come from their own seed streams (never seen in
-training). The error metrics are F_box and its parts against the FP32 detections; the
+Calibration, fitness and validation scenes come from their own seed streams (the
+``calibration``, ``fitness`` and ``test`` splits, never seen in training), so no scene
+plays two roles. The error metrics are F_box and its parts against the FP32 detections; the
 task metric is mAP / NDS against the scenes' ground truth.
 """
 
@@ -65,8 +66,19 @@ def bevfusion_mini_problem(
     ref_score: float = 0.3,
     max_distance: float = 2.0,
     center_weight: float = 0.5,
+    validation_batches: int = 4,
 ) -> Problem:
-    """``center_weight`` is F_box's a; ``seed`` picks the scene streams, not the weights."""
+    """``center_weight`` is F_box's a; ``seed`` picks the scene streams, not the weights.
+
+    ``validation_batches`` (0: none) are drawn from the held-out ``test`` split.
+    """
+    if validation_batches < 0:
+        raise UserError("bevfusion_mini: validation_batches must be 0 or more")
+    validation = (
+        scene_batches("test", batch_size, validation_batches, seed)
+        if validation_batches
+        else []
+    )
     return Problem(
         name="bevfusion_mini",
         build_model=partial(load_model, weights),
@@ -78,4 +90,5 @@ def bevfusion_mini_problem(
         task_metric=DetectionMetric(len(CLASSES), [BARRIER], [BARRIER]),
         error_metrics=BoxErrors(ref_score, max_distance, center_weight),
         export_parts=EXPORT_PARTS,
+        validation_batches=validation,
     )

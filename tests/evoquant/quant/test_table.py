@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evoquant.config import AlphaConfig, QuantConfig
+from evoquant.config import ActivationConfig, AlphaConfig, QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import (
@@ -13,6 +13,7 @@ from evoquant.quant.table import (
     QuantTable,
     build_quant_table,
     load_or_build,
+    table_key,
 )
 
 FAST = QuantConfig(alpha=AlphaConfig(start=0.9, stop=1.1, step=0.1))
@@ -129,3 +130,70 @@ def test_tensorrt_scheme_has_zero_points_zero_and_per_tensor_inputs(
         entry.input_qparams[0].axis is None and entry.input_qparams[0].scale.ndim == 0
     )
     assert table.entry("stem.2", (16, 16)).input_qparams[0].fp16
+
+
+ACTIVATION_OPTIONS = [
+    ActivationConfig(granularity="per_channel"),
+    ActivationConfig(estimator="percentile"),
+    ActivationConfig(estimator="percentile", percentile=99.9),
+    ActivationConfig(estimator="mse"),
+    ActivationConfig(granularity="per_channel", estimator="mse"),
+]
+
+
+def test_the_table_key_covers_the_activation_settings(tiny_model, tiny_batches):
+    layers = find_layers(tiny_model)
+    default = table_key(tiny_model, layers, tiny_batches, FAST)
+    spelled = FAST.model_copy(update={"activations": ActivationConfig()})
+    assert table_key(tiny_model, layers, tiny_batches, spelled) == default
+    keys = {
+        table_key(
+            tiny_model,
+            layers,
+            tiny_batches,
+            FAST.model_copy(update={"activations": activations}),
+        )
+        for activations in ACTIVATION_OPTIONS
+    }
+    assert default not in keys and len(keys) == len(ACTIVATION_OPTIONS)
+
+
+PRE_ACTIVATIONS_KEY = "067b93861e6894e4"
+"""``table_key`` of a small model under 0.2.0's default (per-channel) settings."""
+
+
+def test_a_table_built_before_activation_settings_keeps_its_key():
+    """Per-channel ranges (what 0.2 did) are left out of the key: old tables stay valid."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    layers, batches = find_layers(model), [torch.ones(1, 2)]
+    legacy = QuantConfig(activations=ActivationConfig(granularity="per_channel"))
+    assert table_key(model, layers, batches, legacy) == PRE_ACTIVATIONS_KEY
+    assert table_key(model, layers, batches, QuantConfig()) != PRE_ACTIVATIONS_KEY
+
+
+@pytest.mark.parametrize("estimator", ["minmax", "percentile", "mse"])
+def test_per_tensor_tables_hold_scalar_input_scales(
+    tiny_model, tiny_batches, tiny_run, estimator
+):
+    quant = FAST.model_copy(
+        update={
+            "activations": ActivationConfig(
+                granularity="per_tensor", estimator=estimator
+            )
+        }
+    )
+    table = build_quant_table(
+        tiny_model, find_layers(tiny_model), tiny_run, tiny_batches, quant
+    )
+    for (layer, w, a), entry in table.entries.items():
+        for qp in entry.input_qparams:
+            assert qp.axis is None and qp.scale.ndim == 0, (layer, w, a)
+    per_channel = build_quant_table(
+        tiny_model,
+        find_layers(tiny_model),
+        tiny_run,
+        tiny_batches,
+        FAST.model_copy(update={"activations": ACTIVATION_OPTIONS[0]}),
+    )
+    assert per_channel.entry("stem.2", (8, 8)).input_qparams[0].scale.shape == (8,)

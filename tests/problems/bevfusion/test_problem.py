@@ -12,6 +12,7 @@ from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
+from problems.base import role_overlaps, sample_fingerprints
 from problems.bevfusion.mini.checkpoint import WEIGHTS, log_path
 from problems.registry import build_problem
 
@@ -121,6 +122,26 @@ def test_missing_weights_is_a_user_error(tmp_path):
 def test_bad_batch_counts_are_user_errors():
     with pytest.raises(UserError, match="must be >= 1"):
         build_problem("bevfusion_mini", {"fitness_batches": 0})
+    with pytest.raises(UserError, match="validation_batches must be 0 or more"):
+        build_problem("bevfusion_mini", {"validation_batches": -1})
+
+
+def test_each_role_has_its_own_scenes(problem):
+    """Calibration, fitness and validation scenes come from three seed streams."""
+    assert len(problem.validation_batches) == 4
+    assert role_overlaps(problem) == {}
+    same = build_problem(
+        "bevfusion_mini", {"calibration_batches": 1, "fitness_batches": 4}
+    )
+    for role in ("calibration_batches", "fitness_batches", "validation_batches"):
+        assert sample_fingerprints(getattr(same, role)) == sample_fingerprints(
+            getattr(problem, role)
+        )  # scenes are made by seed: the same on every build
+    none = build_problem(
+        "bevfusion_mini",
+        {"calibration_batches": 1, "fitness_batches": 1, "validation_batches": 0},
+    )
+    assert none.validation_batches == []
 
 
 @pytest.mark.parametrize("name", ["bevfusion_mini", "bevfusion_mini_demo"])

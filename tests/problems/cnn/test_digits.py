@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
 from fitness.classification import top1_accuracy
+from problems.base import role_overlaps
 from problems.cnn import digits
 from problems.registry import build_problem
 
@@ -118,3 +119,27 @@ def test_registered_and_picklable():
     clone = pickle.loads(pickle.dumps(problem))
     assert torch.equal(clone.fitness_batches[0][1], problem.fitness_batches[0][1])
     assert torch.equal(clone.build_model().fc.weight, problem.build_model().fc.weight)
+
+
+def test_the_three_roles_are_disjoint(problem):
+    """Calibration from the training split (the weights were trained on it); fitness
+    and validation from distinct parts of the held-out split."""
+    (train_x, _), (held_x, _) = digits.load_splits()
+    assert role_overlaps(problem) == {}
+    calibration = torch.cat([images for images, _ in problem.calibration_batches])
+    assert torch.equal(calibration, train_x[:256])
+    validation = torch.cat([images for images, _ in problem.validation_batches])
+    assert torch.equal(validation, held_x[256:])  # all 141 the fitness batches leave
+    assert [len(y) for _, y in problem.validation_batches] == [64, 64, 13]
+
+
+def test_validation_batches_can_be_counted_or_switched_off():
+    counted = digits.digits_problem(validation_batches=2)
+    assert [len(y) for _, y in counted.validation_batches] == [64, 64]
+    assert digits.digits_problem(validation_batches=0).validation_batches == []
+    with pytest.raises(UserError, match="do not fit after the 256 fitness samples"):
+        digits.digits_problem(validation_batches=3)
+    everything = digits.digits_problem(
+        batch_size=397, calibration_batches=1, fitness_batches=1
+    )
+    assert everything.validation_batches == []

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
+from problems.base import role_overlaps, sample_fingerprints
 from problems.cnn.torchvision_models import build_torchvision_model, torchvision_problem
 from problems.registry import build_problem
 
@@ -124,11 +125,16 @@ def test_image_folder(image_folder):
         image_size=32,
         batch_size=2,
         calibration_batches=1,
-        fitness_batches=2,
+        fitness_batches=1,
+        validation_batches=1,
         num_classes=2,
     )
-    batches = [*problem.calibration_batches, *problem.fitness_batches]
-    assert len(problem.fitness_batches) == 2
+    batches = [
+        *problem.calibration_batches,
+        *problem.fitness_batches,
+        *problem.validation_batches,
+    ]
+    assert len(problem.fitness_batches) == len(problem.validation_batches) == 1
     assert all(images.shape == (2, 3, 32, 32) for images, _ in batches)
     labels = torch.cat([labels for _, labels in batches])
     assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]  # every image used once
@@ -139,7 +145,7 @@ def test_image_folder(image_folder):
 
 
 def test_image_folder_too_small(image_folder):
-    with pytest.raises(UserError, match="has 6 images, the batches need 16"):
+    with pytest.raises(UserError, match="has 6 images, the batches need 48"):
         torchvision_problem(
             "resnet18",
             data_path=str(image_folder),
@@ -152,3 +158,26 @@ def test_image_folder_too_small(image_folder):
 def test_missing_data_folder(tmp_path):
     with pytest.raises(UserError, match="data folder not found"):
         torchvision_problem("resnet18", data_path=str(tmp_path / "nope"))
+
+
+def test_the_three_roles_share_no_image(image_folder):
+    problem = torchvision_problem(
+        "resnet18",
+        data_path=str(image_folder),
+        image_size=32,
+        batch_size=2,
+        calibration_batches=1,
+        fitness_batches=1,
+        validation_batches=1,
+        num_classes=2,
+    )
+    assert role_overlaps(problem) == {}
+    assert len(sample_fingerprints(problem.validation_batches)) == 2
+
+
+def test_random_images_have_three_disjoint_roles():
+    problem = torchvision_problem("resnet18", num_classes=10, **SMALL)
+    assert len(problem.validation_batches) == 4
+    assert role_overlaps(problem) == {}
+    with pytest.raises(UserError, match="validation_batches must be 0 or more"):
+        torchvision_problem("resnet18", validation_batches=-1, **SMALL)

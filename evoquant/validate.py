@@ -1,0 +1,179 @@
+"""Held-out error: the front and the uniform configurations scored on validation batches.
+
+The search minimises the error on the fitness batches, and picks the genomes that do
+best there, so that error flatters the front. The problem's validation batches share no
+sample with the calibration or fitness batches; every front point and every uniform
+configuration is scored on them through the same ``GenomeFitness`` (FP32 references
+computed on the validation batches), and the results are kept in ``validation.json``:
+state bound to the run (run id, scoring digest, a hash of the validation samples),
+checksummed, replaced whole by each ``evoquant validate`` and at the end of a search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evoquant.archive import FAILED, Archive
+from evoquant.atomic import write_json_atomic
+from evoquant.errors import UserError
+from evoquant.evaluate.attempt import attempt
+from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.export.scales import run_table
+from evoquant.pipeline import build_model_and_layers
+from evoquant.report.front import pareto_front
+from evoquant.rundir import ARCHIVE_FILE, VALIDATION_FILE, RunDir, RunRecord
+from evoquant.space import SearchSpace, layer_weight_shapes
+from problems.base import sample_fingerprints
+
+log = logging.getLogger(__name__)
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _heldout(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics, or a failure when one is not a finite number (JSON holds no NaN)."""
+    bad = [k for k, v in metrics.items() if k != FAILED and not _finite(v)]
+    return {FAILED: f"{bad[0]} is {metrics[bad[0]]}"} if bad else metrics
+
+
+def genomes_to_validate(
+    archive: Archive, record: RunRecord
+) -> list[tuple[list[int], str | None, dict[str, Any]]]:
+    """``(bits, uniform label or None, archived metrics)``: the uniform configurations,
+    then the front of every successful archived genome."""
+    objectives = record.config.search.objectives
+    points = [
+        {"bits": row["genome"]} | row["metrics"]
+        for row in archive.records()
+        if FAILED not in row["metrics"]
+    ]
+    points = [p for p in points if all(_finite(p.get(o)) for o in objectives)]
+    found = archive.get_many(record.uniform_genomes)
+    chosen: dict[tuple[int, ...], tuple[str | None, dict[str, Any]]] = {}
+    for genome in record.uniform_genomes:
+        metrics = found.get(tuple(genome))
+        if metrics is not None and FAILED not in metrics:
+            chosen[tuple(genome)] = ("uniform", metrics)
+    for point in pareto_front(points, objectives):
+        bits = tuple(point.pop("bits"))
+        chosen.setdefault(bits, (None, point))
+    return [(list(bits), label, metrics) for bits, (label, metrics) in chosen.items()]
+
+
+def _uniform_label(configs: Sequence[tuple[int, int]]) -> str:
+    """``WwAa`` of the configuration most layers have (pinned layers keep their own)."""
+    (w, a), _ = Counter(configs).most_common(1)[0]
+    return f"W{w}A{a}"
+
+
+def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] | None:
+    """Score the run's front and uniform configurations on the validation batches.
+
+    Writes and returns the ``validation.json`` record. A problem without validation
+    batches is a UserError when ``required``, else a warning and None (the end of a
+    search).
+    """
+    run = RunDir(run_dir)
+    record = run.read()
+    if not (run / ARCHIVE_FILE).is_file():
+        raise UserError(f"{run.path} has no {ARCHIVE_FILE}: nothing was evaluated")
+    config = record.config
+    problem, model, layers = build_model_and_layers(config)
+    if not problem.validation_batches:
+        message = (
+            f"problem {problem.name} has no validation batches: the held-out error "
+            "of the front cannot be measured"
+        )
+        if required:
+            raise UserError(message)
+        log.warning(message)
+        return None
+    table = run_table(run.path, model, layers, problem, config.quant)
+    # not read_only: a read-only connection leaves SQLite's -wal and -shm files behind,
+    # and the run dir should look as the search left it (validate writes there anyway)
+    archive = Archive(run / ARCHIVE_FILE, owner=(record.run_id, record.scoring_digest))
+    try:
+        genomes = genomes_to_validate(archive, record)
+    finally:
+        archive.close()
+    if not genomes:
+        raise UserError(f"{run.path} has no evaluated genome to validate yet")
+    space = SearchSpace.from_config(
+        layers, config, weight_shapes=layer_weight_shapes(model, layers)
+    )
+    fitness = GenomeFitness(
+        problem, model, table, layers, config.error, problem.validation_batches
+    )
+    threads = config.evaluator.threads_per_worker
+    try:
+        points = []
+        for bits, label, searched in genomes:
+            configs = space.bit_configs(bits)
+            points.append(
+                {
+                    "bits": bits,
+                    "uniform": _uniform_label(configs) if label else None,
+                    "search_error": searched["error"]
+                    if _finite(searched.get("error"))
+                    else None,
+                    "heldout": _heldout(attempt(fitness, configs, threads)),
+                }
+            )
+    finally:
+        fitness.quantized.remove()
+    samples = sample_fingerprints(problem.validation_batches)
+    result = {
+        "run_id": record.run_id,
+        "scoring_digest": record.scoring_digest,
+        "validation_samples": len(samples),
+        "validation_data": _digest(sorted(samples)),
+        "error": config.error,
+        "points": points,
+    }
+    result["sha256"] = _digest(result)
+    write_json_atomic(run / VALIDATION_FILE, result)
+    return result
+
+
+def load_validation(run_dir: str | Path, record: RunRecord) -> dict[str, Any] | None:
+    """The run's ``validation.json``, None when there is none; damaged or foreign is refused."""
+    path = Path(run_dir) / VALIDATION_FILE
+    if not path.exists():
+        return None
+    remedy = f"run 'evoquant validate {run_dir}' to score the held-out batches anew"
+    try:
+        data = json.loads(path.read_bytes())
+        if not isinstance(data, dict) or data.pop("sha256", None) != _digest(data):
+            raise ValueError("it fails its checksum")
+        data["points"] = list(data["points"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path} is damaged ({error}): {remedy}") from None
+    if (data.get("run_id"), data.get("scoring_digest")) != (
+        record.run_id,
+        record.scoring_digest,
+    ):
+        raise UserError(f"{path} belongs to another run: {remedy}")
+    return data
+
+
+def heldout_errors(validation: dict[str, Any]) -> dict[tuple[int, ...], float]:
+    """Genome -> its held-out error, for the genomes whose validation succeeded."""
+    return {
+        tuple(point["bits"]): point["heldout"]["error"]
+        for point in validation["points"]
+        if "error" in point["heldout"]
+    }

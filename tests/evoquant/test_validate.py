@@ -1,0 +1,209 @@
+"""``evoquant validate`` and the held-out scores written at the end of a search.
+
+One small digits search (local back-end, 4 x 2) is made once, through the command line;
+each test works on a copy of it.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from evoquant.archive import Archive
+from evoquant.config import load_config
+from evoquant.errors import UserError
+from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.pipeline import build_model_and_layers
+from evoquant.quant.table import QuantTable
+from evoquant.rundir import RunDir
+from evoquant.space import SearchSpace
+from evoquant.validate import heldout_errors, load_validation, validate_run
+
+ARGS = {"batch_size": 32, "calibration_batches": 1, "fitness_batches": 1}
+CONFIG = {
+    "problem": {"name": "digits", "args": ARGS},
+    "quant": {"alpha": {"start": 0.9, "stop": 1.1, "step": 0.1}},
+    "search": {"pop_size": 4, "generations": 2},
+    "evaluator": {"backend": "local"},
+}
+ERROR = "evoquant: error: "
+
+
+def write_config(path: Path, config: dict = CONFIG) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, cli) -> Path:
+    """A finished run, never modified: tests work on copies."""
+    root = tmp_path_factory.mktemp("finished")
+    config = write_config(root / "small.yaml")
+    assert cli("search", str(config), "--run-dir", str(root / "run"), "-q") == 0
+    return root / "run"
+
+
+@pytest.fixture
+def run(finished, tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return Path(shutil.copytree(finished, tmp_path / "run"))
+
+
+def refused(cli, capsys, *argv: str, match: str) -> None:
+    assert cli(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(ERROR) and "\n" not in err, err
+    assert match in err, err
+
+
+def test_a_search_ends_with_held_out_scores(finished):
+    # validating left the run dir as the search did: no SQLite side files
+    assert not list(finished.glob("archive.sqlite-*"))
+    record = RunDir(finished).read()
+    validation = load_validation(finished, record)
+    assert validation is not None and validation["error"] == "f_cos"
+    assert validation["validation_samples"] == 365  # the held-out samples fitness left
+    labels = [p["uniform"] for p in validation["points"]]
+    assert labels[:4] == ["W2A8", "W4A8", "W8A8", "W16A16"]
+    archive = Archive(finished / "archive.sqlite", read_only=True)
+    archived = archive.get_many(p["bits"] for p in validation["points"])
+    archive.close()
+    for point in validation["points"]:
+        assert point["search_error"] == archived[tuple(point["bits"])]["error"]
+        assert point["heldout"]["error"] > 0
+        # another set of samples: another error, the same cost
+        assert point["heldout"]["error"] != point["search_error"]
+        assert point["heldout"]["f_bits"] == archived[tuple(point["bits"])]["f_bits"]
+
+
+def test_held_out_scores_are_those_of_the_validation_batches(finished):
+    """The file's errors are GenomeFitness on the validation batches, FP32 references
+    computed on them."""
+    record = RunDir(finished).read()
+    validation = load_validation(finished, record)
+    problem, model, layers = build_model_and_layers(record.config)
+    space = SearchSpace.from_config(layers, record.config)
+    fitness = GenomeFitness(
+        problem,
+        model,
+        QuantTable.load(finished),
+        layers,
+        batches=problem.validation_batches,
+    )
+    for point in validation["points"]:
+        expected = fitness(space.bit_configs(point["bits"]))["f_cos"]
+        assert point["heldout"]["f_cos"] == pytest.approx(expected, rel=1e-6)
+    fitness.quantized.remove()
+    errors = heldout_errors(validation)
+    assert len(errors) == len(validation["points"])
+    assert all(isinstance(key, tuple) for key in errors)
+
+
+def test_validate_command_writes_the_same_scores_again(run, cli, capsys):
+    before = (run / "validation.json").read_bytes()
+    (run / "validation.json").unlink()
+    assert cli("validate", "run") == 0
+    out = capsys.readouterr().out
+    assert "W8A8" in out and "held-out" in out and "validation.json" in out
+    assert (run / "validation.json").read_bytes() == before
+
+
+def test_a_problem_without_validation_batches_is_one_line(run, cli, capsys):
+    meta = json.loads((run / "run.json").read_text())
+    meta["config"]["problem"]["args"]["validation_batches"] = 0
+    (run / "run.json").write_text(json.dumps(meta))
+    (run / "validation.json").unlink()
+    refused(cli, capsys, "validate", "run", match="digits has no validation batches")
+    assert not (run / "validation.json").exists()
+
+
+def test_a_search_without_validation_batches_says_so_and_succeeds(
+    tmp_path, cli, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = json.loads(json.dumps(CONFIG))
+    config["problem"]["args"]["validation_batches"] = 0
+    config["search"] = {"pop_size": 2, "generations": 1}
+    write_config(tmp_path / "none.yaml", config)
+    assert cli("search", "none.yaml", "--run-dir", "run", "-q") == 0
+    assert "no validation batches" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "validation.json").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda text: text[:-20], "validation.json is damaged"),
+        (lambda text: text.replace('"W8A8"', '"W9A9"'), "fails its checksum"),
+    ],
+    ids=["truncated", "edited"],
+)
+def test_a_damaged_validation_file_is_refused_by_its_readers(run, damage, match):
+    path = run / "validation.json"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(UserError, match=match) as caught:
+        load_validation(Path("run"), RunDir(run).read())
+    assert "run 'evoquant validate run' to score the held-out" in str(caught.value)
+
+
+def test_a_validation_file_of_another_run_is_refused(run, tmp_path, cli):
+    other = tmp_path / "other"
+    write_config(tmp_path / "small.yaml")
+    assert cli("search", "small.yaml", "--run-dir", str(other), "-q") == 0
+    shutil.copy(other / "validation.json", run / "validation.json")
+    with pytest.raises(UserError, match="belongs to another run"):
+        load_validation(run, RunDir(run).read())
+    validate_run(run)  # validate replaces it with the run's own
+    assert (
+        load_validation(run, RunDir(run).read())["run_id"] == RunDir(run).read().run_id
+    )
+
+
+def test_validate_refuses_what_is_no_run(tmp_path, cli, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    refused(cli, capsys, "validate", "empty", match="empty")
+    refused(cli, capsys, "validate", "missing", match="missing does not exist")
+
+
+def test_validate_refuses_a_run_without_its_archive(run, cli, capsys):
+    (run / "archive.sqlite").unlink()
+    refused(cli, capsys, "validate", "run", match="run has no archive.sqlite")
+    assert not (run / "archive.sqlite").exists()
+
+
+def test_validate_refuses_a_table_that_no_longer_fits(run, cli, capsys):
+    """Other calibration data: the run's table, and so its scores, cannot be redone."""
+    meta = json.loads((run / "run.json").read_text())
+    meta["config"]["problem"]["args"]["calibration_batches"] = 2
+    (run / "run.json").write_text(json.dumps(meta))
+    before = (run / "validation.json").read_bytes()
+    refused(cli, capsys, "validate", "run", match="quantization table does not match")
+    assert (run / "validation.json").read_bytes() == before
+
+
+def test_validate_refuses_a_read_only_run_dir(run, evoquant_process):
+    for item in [run, *run.rglob("*")]:
+        item.chmod(0o555 if item.is_dir() else 0o444)
+    try:
+        done = evoquant_process(
+            ["validate", "run"], run.parent, honour_permissions=True
+        )
+    finally:
+        for item in [run, *run.rglob("*")]:
+            item.chmod(0o755 if item.is_dir() else 0o644)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "evoquant: error: run is read-only: validate needs to write there"
+    )
+
+
+def test_digits_config_validates_on_the_held_out_split():
+    """The shipped config's problem has validation batches disjoint from the others."""
+    config = load_config(Path(__file__).parents[2] / "problems/configs/digits.yaml")
+    problem, _, _ = build_model_and_layers(config)
+    images = torch.cat([x for x, _ in problem.validation_batches])
+    assert images.shape == (141, 1, 8, 8)
