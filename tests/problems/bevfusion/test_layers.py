@@ -1,25 +1,12 @@
 """The mini model's genome is the thesis appendix's 108 layers, in order."""
 
-import csv
-from pathlib import Path
-
 from evoquant.quant.layers import find_layers
-
-APPENDIX = Path(__file__).with_name("thesis_108_layers.tsv")
-"""The thesis appendix: the 108 quantized BEVFusion layers in genome order."""
-
-
-def appendix_layers() -> list[tuple[str, str]]:
-    lines = [
-        line for line in APPENDIX.read_text().splitlines() if not line.startswith("#")
-    ]
-    rows = list(csv.DictReader(lines, delimiter="\t"))
-    return [(row["layer"], row["type"]) for row in rows]
+from problems.bevfusion.layer_map import thesis_layers
 
 
 def test_layers_equal_the_thesis_appendix(untrained_model):
     layers = find_layers(untrained_model)
-    assert [(layer.name, layer.kind) for layer in layers] == appendix_layers()
+    assert [(layer.name, layer.kind) for layer in layers] == thesis_layers()
     assert len(layers) == 108
 
 
