@@ -9,6 +9,7 @@ summary, hypervolume) are redrawn from state whenever they are missing or stale.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -107,7 +108,13 @@ class RunRecord:
     uniform_genomes: tuple[tuple[int, ...], ...]
     uniform_labels: tuple[str, ...] = ()
     """How each uniform genome was made (``W4A8``); fixed layers keep their own width."""
+    genes: tuple[str, ...] = ()
+    """One label per gene: the layer names, or two per layer under ``two_genes``."""
     version: str = __version__
+
+    def __post_init__(self) -> None:
+        if not self.genes:
+            object.__setattr__(self, "genes", self.layers)
 
     @property
     def config_digest(self) -> str:
@@ -123,6 +130,7 @@ class RunRecord:
             "layers": list(self.layers),
             "uniform_genomes": [list(g) for g in self.uniform_genomes],
             "uniform_labels": list(self.uniform_labels),
+            "genes": list(self.genes),
             "evoquant_version": self.version,
         }
 
@@ -199,6 +207,7 @@ class RunDir:
                 layers=tuple(str(name) for name in data["layers"]),
                 uniform_genomes=uniform,
                 uniform_labels=labels or default_labels(uniform),
+                genes=tuple(str(name) for name in data.get("genes", ())),
                 version=str(data.get("evoquant_version", "unknown")),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -226,6 +235,7 @@ class RunDir:
         layers: list[str],
         uniform_genomes: list[list[int]],
         uniform_labels: list[str] | None = None,
+        genes: list[str] | None = None,
     ) -> RunRecord:
         """Write the run file of a new run, with a fresh run id."""
         self.check_new()
@@ -238,6 +248,7 @@ class RunDir:
             layers=tuple(layers),
             uniform_genomes=tuple(tuple(g) for g in uniform_genomes),
             uniform_labels=tuple(uniform_labels or default_labels(uniform_genomes)),
+            genes=tuple(genes or layers),
         )
         write_json_atomic(self / RUN_FILE, record.to_json())
         return record
@@ -256,6 +267,11 @@ class RunDir:
                 f"{self.path} was run with another config (digest "
                 f"{record.config_digest}, now {config.digest()}): resume with its own "
                 "config or add --force"
+            )
+        if config.search.policy != record.config.search.policy:
+            raise UserError(
+                f"the new config changes search.policy, and with it the genome of "
+                f"{self.path}'s archived results; start a new search"
             )
         if scoring_digest(config) != record.scoring_digest:
             changed = [
@@ -290,14 +306,10 @@ class RunDir:
         """Store a forced resume's config, keeping the digests of the earlier ones."""
         if config.digest() == record.config_digest:
             return record
-        updated = RunRecord(
-            run_id=record.run_id,
+        updated = dataclasses.replace(
+            record,
             config=config,
             config_digests=(*record.config_digests, config.digest()),
-            scoring_digest=record.scoring_digest,
-            layers=record.layers,
-            uniform_genomes=record.uniform_genomes,
-            uniform_labels=record.uniform_labels,
         )
         write_json_atomic(self / RUN_FILE, updated.to_json())
         return updated

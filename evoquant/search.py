@@ -139,6 +139,7 @@ class Search:
                 [layer.name for layer in space.layers],
                 uniform,
                 [uniform_label(space, bits) for bits in uniform],
+                space.gene_names,
             )
         self.archive = Archive(
             run / ARCHIVE_FILE,

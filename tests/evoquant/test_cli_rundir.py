@@ -74,11 +74,12 @@ def run(finished, tmp_path, monkeypatch) -> Path:
 
 
 def refused(cli, capsys, *argv: str, match: str) -> str:
-    """Run the CLI in-process; it must exit 2 with one line on stderr containing ``match``."""
+    """Run the CLI in-process; it must exit 2 with one line on stderr containing ``match``
+    (or one of its ``|``-separated alternatives)."""
     assert cli(*argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(ERROR) and "\n" not in err, err
-    assert match in err, err
+    assert any(option in err for option in match.split("|")), err
     return err
 
 
@@ -170,6 +171,14 @@ REFUSALS: list[tuple[str, Damage, list[str], str]] = [
         changed_quant_config,
         ["resume", "run", "--config", "changed.yaml", "--force"],
         "changes how genomes are scored (quant)",
+    ),
+    (
+        "forced-resume-changes-the-genome",
+        lambda run: write_config(
+            run.parent / "changed.yaml", config_with("search", policy="two_genes")
+        ),
+        ["resume", "run", "--config", "changed.yaml", "--force"],
+        "changes search.policy",
     ),
     (
         "foreign-checkpoint",
@@ -454,7 +463,7 @@ def test_a_disk_that_fills_during_a_resume_damages_nothing(
         "--generations",
         "3",
         "-q",
-        match="cannot use archive",
+        match="cannot use archive|No space left on device",
     )
     after = snapshot(run)
     assert after.pop("run.log").startswith(before.pop("run.log"))  # a log only grows
@@ -489,3 +498,16 @@ def test_bad_flags_and_problem_args_write_nothing(
     write_config(tmp_path / "small.yaml", config)
     refused(cli, capsys, "search", "small.yaml", *argv, match=match)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
+
+
+def test_a_two_genes_search_reports_every_gene(tmp_path, cli, monkeypatch):
+    """Two genes per layer (weights, activations): the reports name both."""
+    monkeypatch.chdir(tmp_path)
+    config = config_with("search", policy="two_genes")
+    config["quant"]["bit_configs"] = [[w, a] for w in (2, 4, 8, 16) for a in (8, 16)]
+    write_config(tmp_path / "two.yaml", config)
+    assert cli("search", "two.yaml", "-q") == 0
+    point = json.loads((tmp_path / "runs/two/front.json").read_text())["points"][0]
+    assert list(point["bits"])[:2] == ["stem.0 (W)", "stem.0 (A)"]
+    assert len(point["bits"]) == 20
+    assert cli("resume", "runs/two", "--generations", "3", "-q") == 0
