@@ -28,14 +28,17 @@ WRAPPED = "_evoquant_wrapped"
 class _ActiveLayer:
     """A layer's FP32 weight and the prepared (weight, input quantizers) of each config."""
 
-    def __init__(self, module: nn.Module, table: QuantTable, name: str):
+    def __init__(
+        self,
+        module: nn.Module,
+        table: QuantTable,
+        name: str,
+        model_device: torch.device,
+    ):
         self.module = module
         self.fp32_weight = getattr(module, "weight", None)
-        device = (
-            self.fp32_weight.device
-            if self.fp32_weight is not None
-            else torch.device("cpu")
-        )
+        # a weightless layer (an attention matmul) computes on the model's device
+        device = model_device if self.fp32_weight is None else self.fp32_weight.device
         self.configs: dict[
             BitConfig, tuple[nn.Parameter | None, tuple[QParams, ...]]
         ] = {}
@@ -100,8 +103,9 @@ class QuantizedModel:
             )
         self.model = model
         self.table = table
+        device = next(model.parameters(), torch.empty(0)).device
         self._layers = [
-            _ActiveLayer(modules[name], table, name) for name in table.layers
+            _ActiveLayer(modules[name], table, name, device) for name in table.layers
         ]
         self._handles = [
             layer.module.register_forward_pre_hook(layer.quantize_inputs)

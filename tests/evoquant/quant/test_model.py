@@ -109,3 +109,16 @@ def test_a_wrapped_model_cannot_be_wrapped_again_until_removed(
         second = QuantizedModel(tiny_model, table)
         second.apply(None)
         assert torch.equal(second(tiny_batches[0]), reference)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_quantizer_lives_on_the_models_device(tiny_model, tiny_batches, table):
+    """A weightless attention matmul must quantize on the model's device too."""
+    quantized = QuantizedModel(tiny_model.cuda(), table)
+    for layer in quantized._layers:
+        for weight, inputs in layer.configs.values():
+            assert weight is None or weight.is_cuda
+            assert all(qp.scale.is_cuda and qp.zero_point.is_cuda for qp in inputs)
+    quantized.apply([2, 8, 4, 16, 8])
+    with torch.no_grad():
+        assert quantized(tiny_batches[0].cuda()).is_cuda
