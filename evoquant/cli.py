@@ -270,7 +270,10 @@ def print_validation(run_dir: Path, result: dict) -> None:
         )
     console = Console()
     console.print(table)
-    console.print(f"held-out scores in {run_dir / VALIDATION_FILE}")
+    console.print(
+        f"held-out scores in {run_dir / VALIDATION_FILE}, beside the search's in "
+        f"{run_dir}/summary.md and front.csv"
+    )
 
 
 def export(args: argparse.Namespace) -> None:
@@ -402,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--pick",
         default="knee",
-        help="knee | min-error:BUDGET (0.15 or 4.5b) | max-compression:ERROR | index:N",
+        help="knee | min-error:BUDGET (0.15 or 4.5b) | max-compression:ERROR | "
+        "index:N; :heldout after BUDGET or ERROR judges the held-out error",
     )
     command.add_argument("--out", help="output folder (default RUN_DIR/export)")
     command.add_argument(

@@ -15,22 +15,26 @@ import hashlib
 import json
 import logging
 import math
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from evoquant.archive import FAILED, Archive
 from evoquant.atomic import write_json_atomic
+from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.attempt import attempt
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.export.scales import run_table
 from evoquant.pipeline import build_model_and_layers
-from evoquant.report.front import pareto_front
+from evoquant.quant.layers import Layer
+from evoquant.quant.table import QuantTable
+from evoquant.report.front import ArchiveFront, archived_points
 from evoquant.rundir import ARCHIVE_FILE, VALIDATION_FILE, RunDir, RunRecord
 from evoquant.space import SearchSpace, layer_weight_shapes
-from problems.base import sample_fingerprints
+from problems.base import Problem, sample_fingerprints
 
 log = logging.getLogger(__name__)
 
@@ -53,39 +57,60 @@ def _heldout(metrics: dict[str, Any]) -> dict[str, Any]:
 def genomes_to_validate(
     archive: Archive, record: RunRecord
 ) -> list[tuple[list[int], str | None, dict[str, Any]]]:
-    """``(bits, uniform label or None, archived metrics)``: the uniform configurations,
-    then the front of every successful archived genome."""
-    objectives = record.config.search.objectives
-    points = [
-        {"bits": row["genome"]} | row["metrics"]
-        for row in archive.records()
-        if FAILED not in row["metrics"]
-    ]
-    points = [p for p in points if all(_finite(p.get(o)) for o in objectives)]
-    found = archive.get_many(record.uniform_genomes)
+    """``(bits, uniform label or None, archived point)``: the uniform configurations
+    that succeeded, then the rest of the archive front (the reports' front)."""
+    archived = archived_points(archive.records())
     chosen: dict[tuple[int, ...], tuple[str | None, dict[str, Any]]] = {}
-    for genome in record.uniform_genomes:
-        metrics = found.get(tuple(genome))
-        if metrics is not None and FAILED not in metrics:
-            chosen[tuple(genome)] = ("uniform", metrics)
-    for point in pareto_front(points, objectives):
-        bits = tuple(point.pop("bits"))
-        chosen.setdefault(bits, (None, point))
-    return [(list(bits), label, metrics) for bits, (label, metrics) in chosen.items()]
+    for label, genome in zip(record.uniform_labels, record.uniform_genomes):
+        entry = archived.get(tuple(genome))
+        if entry is not None and FAILED not in entry[1]:
+            chosen[tuple(genome)] = (label, entry[1])
+    last = max((generation for generation, _ in archived.values()), default=0)
+    for point in ArchiveFront(record.config.search.objectives).at(archived, last):
+        chosen.setdefault(tuple(point["bits"]), (None, point))
+    return [(list(bits), label, point) for bits, (label, point) in chosen.items()]
 
 
-def _uniform_label(configs: Sequence[tuple[int, int]]) -> str:
-    """``WwAa`` of the configuration most layers have (pinned layers keep their own)."""
-    (w, a), _ = Counter(configs).most_common(1)[0]
-    return f"W{w}A{a}"
+def score_genomes(
+    problem: Problem,
+    model: nn.Module,
+    layers: Sequence[Layer],
+    table: QuantTable,
+    config: RunConfig,
+    genomes: Sequence[tuple[list[int], str | None, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Each genome's metrics on the validation batches, beside its search error."""
+    space = SearchSpace.from_config(
+        layers, config, weight_shapes=layer_weight_shapes(model, layers)
+    )
+    fitness = GenomeFitness(
+        problem, model, table, layers, config.error, problem.validation_batches
+    )
+    threads = config.evaluator.threads_per_worker
+    points = []
+    try:
+        for bits, label, searched in genomes:
+            configs = space.bit_configs(bits)
+            error = searched.get("error")
+            points.append(
+                {
+                    "bits": bits,
+                    "uniform": label,
+                    "search_error": error if _finite(error) else None,
+                    "heldout": _heldout(attempt(fitness, configs, threads)),
+                }
+            )
+    finally:
+        fitness.quantized.remove()
+    return points
 
 
 def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] | None:
     """Score the run's front and uniform configurations on the validation batches.
 
-    Writes and returns the ``validation.json`` record. A problem without validation
-    batches is a UserError when ``required``, else a warning and None (the end of a
-    search).
+    Writes and returns the ``validation.json`` record, then redraws the latest reports
+    with the held-out errors. A problem without validation batches is a UserError when
+    ``required``, else a warning and None (the end of a search).
     """
     run = RunDir(run_dir)
     record = run.read()
@@ -108,45 +133,33 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
     archive = Archive(run / ARCHIVE_FILE, owner=(record.run_id, record.scoring_digest))
     try:
         genomes = genomes_to_validate(archive, record)
+        if not genomes:
+            raise UserError(f"{run.path} has no evaluated genome to validate yet")
+        samples = sample_fingerprints(problem.validation_batches)
+        result = {
+            "run_id": record.run_id,
+            "scoring_digest": record.scoring_digest,
+            "validation_samples": len(samples),
+            "validation_data": _digest(sorted(samples)),
+            "error": config.error,
+            "points": score_genomes(problem, model, layers, table, config, genomes),
+        }
+        result["sha256"] = _digest(result)
+        write_json_atomic(run / VALIDATION_FILE, result)
+        redraw_latest(run, record, archive)
     finally:
         archive.close()
-    if not genomes:
-        raise UserError(f"{run.path} has no evaluated genome to validate yet")
-    space = SearchSpace.from_config(
-        layers, config, weight_shapes=layer_weight_shapes(model, layers)
-    )
-    fitness = GenomeFitness(
-        problem, model, table, layers, config.error, problem.validation_batches
-    )
-    threads = config.evaluator.threads_per_worker
-    try:
-        points = []
-        for bits, label, searched in genomes:
-            configs = space.bit_configs(bits)
-            points.append(
-                {
-                    "bits": bits,
-                    "uniform": _uniform_label(configs) if label else None,
-                    "search_error": searched["error"]
-                    if _finite(searched.get("error"))
-                    else None,
-                    "heldout": _heldout(attempt(fitness, configs, threads)),
-                }
-            )
-    finally:
-        fitness.quantized.remove()
-    samples = sample_fingerprints(problem.validation_batches)
-    result = {
-        "run_id": record.run_id,
-        "scoring_digest": record.scoring_digest,
-        "validation_samples": len(samples),
-        "validation_data": _digest(sorted(samples)),
-        "error": config.error,
-        "points": points,
-    }
-    result["sha256"] = _digest(result)
-    write_json_atomic(run / VALIDATION_FILE, result)
     return result
+
+
+def redraw_latest(run: RunDir, record: RunRecord, archive: Archive) -> None:
+    """The last generation's plot, the front files and the summary, with held-out errors."""
+    from evoquant.report.run import RunReport  # it reads this module's file back
+
+    populations = archive.populations()
+    if populations:
+        last = max(populations)
+        RunReport(run.path, archive, record).generation(last, populations[last])
 
 
 def load_validation(run_dir: str | Path, record: RunRecord) -> dict[str, Any] | None:

@@ -2,8 +2,11 @@
 
 BUDGET is a relative bit cost (``0.15`` = 15 % of the FP32 weight bits) or, with a
 trailing ``b``, an average number of bits per weight (``4.5b``); ERROR bounds the run's
-error objective (the ``error`` metric). Rules read the run's ``front.json``: its archive
-front, every successful genome of the run that no other one dominates.
+error objective (the ``error`` metric). ``min-error`` and ``max-compression`` take a
+trailing ``:heldout`` to judge the held-out error (``heldout_error``, measured on the
+validation batches by ``evoquant validate``) instead, among the points that have it.
+Rules read the run's ``front.json``: its archive front, every successful genome of the
+run that no other one dominates.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from evoquant.errors import UserError
-from evoquant.report.front import knee_point
+from evoquant.report.front import HELDOUT_ERROR, knee_point
 from evoquant.rundir import FRONT_JSON as FRONT_FILE
 
-RULES = "knee, min-error:BUDGET, max-compression:ERROR or index:N"
+RULES = "knee, min-error:BUDGET[:heldout], max-compression:ERROR[:heldout] or index:N"
 
 Point = Mapping[str, Any]
 
@@ -64,7 +67,25 @@ def _metric(point: Point, name: str) -> float:
     return float(point[name])
 
 
-def _min_error(front: Sequence[Point], budget: str) -> int:
+def _heldout(front: Sequence[Point], argument: str) -> tuple[list[int], str, str]:
+    """The candidate indices, the error metric and the rule's own argument:
+    ``X:heldout`` judges ``heldout_error`` among the points that were validated."""
+    argument, _, suffix = argument.partition(":")
+    if not suffix:
+        return list(range(len(front))), "error", argument
+    if suffix != "heldout":
+        raise UserError(f"pick rule: {suffix!r} after {argument!r} is not 'heldout'")
+    validated = [i for i, p in enumerate(front) if HELDOUT_ERROR in p]
+    if not validated:
+        raise UserError(
+            f"no front point has a held-out error ({HELDOUT_ERROR}): run "
+            "'evoquant validate RUN_DIR' first"
+        )
+    return validated, HELDOUT_ERROR, argument
+
+
+def _min_error(front: Sequence[Point], argument: str) -> int:
+    candidates, error, budget = _heldout(front, argument)
     metric, label = "relative_cost", "relative cost"
     if budget.endswith("b"):
         metric, label, budget = (
@@ -73,27 +94,28 @@ def _min_error(front: Sequence[Point], budget: str) -> int:
             budget[:-1],
         )
     limit = _number(budget, "budget")
-    within = [i for i, p in enumerate(front) if _metric(p, metric) <= limit]
+    within = [i for i in candidates if _metric(front[i], metric) <= limit]
     if not within:
-        cheapest = min(_metric(p, metric) for p in front)
+        cheapest = min(_metric(front[i], metric) for i in candidates)
         raise UserError(
             f"no front point has {label} <= {limit:g} (the cheapest has {cheapest:.4g})"
         )
     return min(
-        within, key=lambda i: (_metric(front[i], "error"), _metric(front[i], metric))
+        within, key=lambda i: (_metric(front[i], error), _metric(front[i], metric))
     )
 
 
-def _max_compression(front: Sequence[Point], bound: str) -> int:
+def _max_compression(front: Sequence[Point], argument: str) -> int:
+    candidates, error, bound = _heldout(front, argument)
     limit = _number(bound, "error bound")
-    within = [i for i, p in enumerate(front) if _metric(p, "error") <= limit]
+    within = [i for i in candidates if _metric(front[i], error) <= limit]
     if not within:
-        best = min(_metric(p, "error") for p in front)
+        best = min(_metric(front[i], error) for i in candidates)
         raise UserError(
-            f"no front point has error <= {limit:g} (the most accurate has {best:.4g})"
+            f"no front point has {error} <= {limit:g} (the most accurate has {best:.4g})"
         )
     return min(
-        within, key=lambda i: (_metric(front[i], "f_bits"), _metric(front[i], "error"))
+        within, key=lambda i: (_metric(front[i], "f_bits"), _metric(front[i], error))
     )
 
 

@@ -33,6 +33,9 @@ COST_METRICS = frozenset(
     {"f_bits", "relative_cost", "compression", "avg_weight_bits", "megabytes"}
 )
 FITNESS_DATA = "fitness batches"
+HELDOUT_ERROR = "heldout_error"
+"""The error objective measured on the validation batches (``validation.json``)."""
+VALIDATION_DATA = "validation batches"
 FRONT_MEANING = (
     "non-dominated among every successful genome evaluated up to this generation"
 )
@@ -41,10 +44,29 @@ FRONT_MEANING = (
 def measured_on(metric: str) -> str | None:
     """The data a metric column was measured on, so reports can say so.
 
-    Bit costs need no data (None); every other metric (errors, task metrics) is
-    computed on the fitness batches. The one place that names a column's data.
+    Bit costs need no data (None); the held-out error is computed on the validation
+    batches, every other metric (errors, task metrics) on the fitness batches. The one
+    place that names a column's data.
     """
+    if metric == HELDOUT_ERROR:
+        return VALIDATION_DATA
     return None if metric in COST_METRICS else FITNESS_DATA
+
+
+def with_heldout(
+    point: Mapping[str, Any], heldout: Mapping[tuple[int, ...], float]
+) -> dict[str, Any]:
+    """``point`` with its held-out error beside its error, when it has one."""
+    value = heldout.get(tuple(point["bits"]))
+    if value is None:
+        return dict(point)
+    out: dict[str, Any] = {}
+    for key, item in point.items():
+        out[key] = item
+        if key == "error":
+            out[HELDOUT_ERROR] = value
+    out.setdefault(HELDOUT_ERROR, value)
+    return out
 
 
 def column_label(metric: str, name: str | None = None) -> str:

@@ -12,11 +12,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from evoquant.atomic import write_bytes_atomic
-from evoquant.report.front import Point, column_label
+from evoquant.report.front import HELDOUT_ERROR, Point, column_label
 
 X, Y = "relative_cost", "error"
 LOG_DECADES = 2.0
@@ -80,15 +81,49 @@ def plot_generation(
         )
     for label, p in uniform_points.items():
         ax.annotate(label, (p[X], p[Y]), xytext=(5, 5), textcoords="offset points")
+    heldout = _plot_heldout(ax, front, uniform_points)
     everything = [*population_points, *front_points, *uniform_points.values()]
-    if _use_log_y([float(p[Y]) for p in everything]):
+    errors = [float(p[Y]) for p in everything] + [y for _, y in heldout]
+    if _use_log_y(errors):
         ax.set_yscale("log")
     ax.set_xlabel("relative weight bit cost (vs FP32)")
-    ax.set_ylabel(column_label(Y))
+    ylabel = column_label(Y)
+    if heldout:
+        ylabel += f"; hollow: {column_label(HELDOUT_ERROR, 'error')}"
+    ax.set_ylabel(ylabel)
     ax.set_title(f"generation {gen}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
     return _save(fig, path)
+
+
+def _plot_heldout(
+    ax: Axes, front: Sequence[Point], uniform_points: Mapping[str, Point]
+) -> list[tuple[float, float]]:
+    """Hollow markers at the held-out error of the front and uniform points that have
+    one, each joined to its search error; returns the points drawn."""
+    drawn = []
+    for points, color, marker, label in (
+        (front, "tab:red", "o", "archive front, held-out"),
+        (list(uniform_points.values()), "tab:blue", "s", "uniform, held-out"),
+    ):
+        held = [p for p in points if HELDOUT_ERROR in p]
+        if not held:
+            continue
+        for p in held:
+            ax.plot([p[X], p[X]], [p[Y], p[HELDOUT_ERROR]], color=color, lw=0.8, ls=":")
+        ax.scatter(
+            [p[X] for p in held],
+            [p[HELDOUT_ERROR] for p in held],
+            marker=marker,
+            s=40,
+            facecolors="none",
+            edgecolors=color,
+            zorder=3,
+            label=label,
+        )
+        drawn += [(float(p[X]), float(p[HELDOUT_ERROR])) for p in held]
+    return drawn
 
 
 def plot_hypervolume(

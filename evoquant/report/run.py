@@ -3,12 +3,15 @@
 Reports are never read back: everything they show comes from the run file, the archive
 and the checkpoints, so a missing, stale or damaged report is simply drawn again, and
 a redrawn generation shows what it showed when it was new. Every report's front is the
-archive front (`ArchiveFront`): a genome that survival dropped stays on it.
+archive front (`ArchiveFront`): a genome that survival dropped stays on it. The latest
+reports also show each point's held-out error, where ``validation.json`` has it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from evoquant.report.front import (
     archived_points,
     knee_point,
     successful,
+    with_heldout,
     write_front,
 )
 from evoquant.report.hypervolume import points_hypervolume, reference_point
@@ -38,6 +42,7 @@ from evoquant.rundir import (
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+log = logging.getLogger(__name__)
 
 Populations = Mapping[int, Sequence[Sequence[int]]]
 
@@ -60,7 +65,7 @@ class RunReport:
         self.run_dir = Path(run_dir)
         self.archive = archive
         self.record = record
-        self.gene_names = list(record.layers)
+        self.gene_names = list(record.genes)
         self.uniform = dict(zip(record.uniform_labels, record.uniform_genomes))
         self.objectives = tuple(record.config.search.objectives)
         self.info = {
@@ -70,6 +75,7 @@ class RunReport:
         }
         self.hv_history: dict[int, float] = {}
         self._front = ArchiveFront(self.objectives)
+        self._heldout_errors: dict[tuple[int, ...], float] | None = None
 
     def views(
         self, populations: Populations, archived: Archived | None = None
@@ -134,9 +140,18 @@ class RunReport:
         archived = archived_points(self.archive.records())
         successes = successful(archived, self.uniform.values())
         reference = reference_point(successes)
+        heldout = self._heldout()
         (self.run_dir / PLOTS_DIR).mkdir(exist_ok=True)
         for view in self.views(populations, archived):
             self.hv_history[view.generation] = points_hypervolume(view.front, reference)
+            if view.generation == max(populations) and heldout:
+                view = dataclasses.replace(
+                    view,
+                    front=[with_heldout(p, heldout) for p in view.front],
+                    uniform={
+                        k: with_heldout(p, heldout) for k, p in view.uniform.items()
+                    },
+                )
             if replot(view.generation):
                 plot_generation(
                     self._plot_path(view.generation),
@@ -145,9 +160,31 @@ class RunReport:
                     view.front,
                     view.uniform,
                 )
-        self._latest(view, archived)
+        self._latest(view, archived, heldout)
 
-    def _latest(self, view: GenerationView, archived: Archived) -> None:
+    def _heldout(self) -> dict[tuple[int, ...], float]:
+        """Held-out errors from ``validation.json``, read once (only ``evoquant validate``
+        and the end of a search write it, each with a report of its own); without a
+        usable one the reports go on without them."""
+        if self._heldout_errors is None:
+            from evoquant.validate import heldout_errors, load_validation
+
+            try:
+                validation = load_validation(self.run_dir, self.record)
+            except UserError as error:
+                log.warning("reports without held-out errors: %s", error)
+                validation = None
+            self._heldout_errors = (
+                {} if validation is None else heldout_errors(validation)
+            )
+        return self._heldout_errors
+
+    def _latest(
+        self,
+        view: GenerationView,
+        archived: Archived,
+        heldout: Mapping[tuple[int, ...], float],
+    ) -> None:
         generation, front = view.generation, view.front
         history = {g: v for g, v in sorted(self.hv_history.items()) if g <= generation}
         write_text_atomic(
@@ -158,11 +195,12 @@ class RunReport:
         info = self.info | {"generation": generation}
         info |= self._counts(archived, generation)
         info["hypervolume"] = f"{history[generation]:.6g}"
+        uniform = self._uniform(archived, generation)
         write_summary(
             self.run_dir,
             front,
             knee_point(front, self.objectives),
-            self._uniform(archived, generation),
+            {label: with_heldout(p, heldout) for label, p in uniform.items()},
             self.gene_names,
             info,
         )

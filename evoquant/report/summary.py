@@ -9,7 +9,13 @@ from pathlib import Path
 
 from evoquant.archive import FAILED
 from evoquant.atomic import write_text_atomic
-from evoquant.report.front import FRONT_MEANING, Point, column_label, metric_names
+from evoquant.report.front import (
+    FRONT_MEANING,
+    HELDOUT_ERROR,
+    Point,
+    column_label,
+    metric_names,
+)
 from evoquant.rundir import SUMMARY_FILE
 
 COST, ERROR, AVG_BITS = "relative_cost", "error", "avg_weight_bits"
@@ -55,14 +61,22 @@ def _nearest(front: Sequence[Point], point: Point) -> int:
     )
 
 
+def _main_columns(points: Sequence[Point]) -> dict[str, str]:
+    """The main columns, with the held-out error beside the error where it was measured."""
+    if not any(HELDOUT_ERROR in p for p in points):
+        return MAIN_COLUMNS
+    return MAIN_COLUMNS | {HELDOUT_ERROR: "error"}
+
+
 def _front_section(front: Sequence[Point], knee_index: int) -> list[str]:
-    extra = [m for m in metric_names(front) if m not in MAIN_COLUMNS]
-    header = ["#", *(column_label(m, name) for m, name in MAIN_COLUMNS.items())]
+    main = _main_columns(front)
+    extra = [m for m in metric_names(front) if m not in main]
+    header = ["#", *(column_label(m, name) for m, name in main.items())]
     header += map(column_label, extra)
     rows = [
         [
             f"{i} (knee)" if i == knee_index else str(i),
-            *(p.get(m, "") for m in [*MAIN_COLUMNS, *extra]),
+            *(p.get(m, "") for m in [*main, *extra]),
         ]
         for i, p in enumerate(front)
     ]
@@ -82,10 +96,14 @@ def _uniform_section(
     ]
     if not measured:
         return [*lines, "No uniform configuration was measured.", "", *failed]
+    heldout = HELDOUT_ERROR in _main_columns([*front, *measured.values()])
     rows = []
     for label, u in sorted(measured.items(), key=lambda item: item[1][COST]):
         i = _nearest(front, u)
         row = [label, u[COST], u[ERROR], i, front[i][COST], front[i][ERROR]]
+        if heldout:
+            row[3:3] = [u.get(HELDOUT_ERROR, "")]
+            row.append(front[i].get(HELDOUT_ERROR, ""))
         rows.append([*row, _standing(front, u)])
     header = [
         "config",
@@ -96,6 +114,9 @@ def _uniform_section(
         column_label(ERROR, "front error"),
         "vs front",
     ]
+    if heldout:
+        header[3:3] = [column_label(HELDOUT_ERROR, "error")]
+        header[-1:-1] = [column_label(HELDOUT_ERROR, "front error")]
     note = "The nearest front point is the one with the closest relative cost."
     return [*lines, note, "", *_table(header, rows), *(["", *failed] if failed else [])]
 
@@ -126,7 +147,12 @@ def write_summary(
     lines += [
         "## Knee point",
         "",
-        f"Front point #{k}: relative cost {_fmt(knee[COST])}, error {_fmt(knee[ERROR])}.",
+        f"Front point #{k}: relative cost {_fmt(knee[COST])}, error {_fmt(knee[ERROR])}"
+        + (
+            f" ({column_label(HELDOUT_ERROR, 'error')}: {_fmt(knee[HELDOUT_ERROR])})."
+            if HELDOUT_ERROR in knee
+            else "."
+        ),
         "",
         f"Bits: `{compact_bits(knee['bits'])}`",
         "",

@@ -16,8 +16,10 @@ from evoquant.archive import Archive
 from evoquant.config import load_config
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.export.pick import pick
 from evoquant.pipeline import build_model_and_layers
 from evoquant.quant.table import QuantTable
+from evoquant.report.plots import plot_generation
 from evoquant.rundir import RunDir
 from evoquant.space import SearchSpace
 from evoquant.validate import heldout_errors, load_validation, validate_run
@@ -207,3 +209,86 @@ def test_digits_config_validates_on_the_held_out_split():
     problem, _, _ = build_model_and_layers(config)
     images = torch.cat([x for x, _ in problem.validation_batches])
     assert images.shape == (141, 1, 8, 8)
+
+
+# ---- the held-out error in the reports and in export --pick --------------------------
+
+
+def test_reports_show_the_held_out_error_beside_the_search_error(finished):
+    record = RunDir(finished).read()
+    heldout = heldout_errors(load_validation(finished, record))
+    document = json.loads((finished / "front.json").read_text())
+    assert document["measured_on"]["heldout_error"] == "validation batches"
+    assert document["measured_on"]["error"] == "fitness batches"
+    for point in document["points"]:
+        bits = tuple(point["bits"][name] for name in record.layers)
+        assert point["heldout_error"] == heldout[bits]
+        keys = list(point)
+        assert keys.index("heldout_error") == keys.index("error") + 1
+    header = (finished / "front.csv").read_text().splitlines()[0].split(",")
+    assert header.index("heldout_error (validation batches)") == (
+        header.index("error (fitness batches)") + 1
+    )
+    summary = (finished / "summary.md").read_text()
+    assert "| error (fitness batches) | error (validation batches) |" in summary
+    assert "front error (validation batches)" in summary  # the uniform table
+
+
+def test_plot_redraws_with_held_out_errors_and_without_a_usable_file(run, cli, capsys):
+    (run / "front.json").unlink()
+    assert cli("plot", "run") == 0
+    assert "heldout_error" in (run / "front.json").read_text()
+    (run / "validation.json").write_text("{}")
+    assert cli("plot", "run") == 0  # reports go on, without held-out errors
+    assert "reports without held-out errors" in capsys.readouterr().err
+    assert "heldout_error" not in (run / "front.json").read_text()
+
+
+def test_the_plot_draws_held_out_errors(tmp_path):
+    front = [
+        {"bits": [2], "relative_cost": 0.1, "error": 0.5},
+        {"bits": [8], "relative_cost": 0.3, "error": 0.01},
+    ]
+    uniform = {"W8A8": front[1]}
+    plain = plot_generation(tmp_path / "plain.png", 0, front, front, uniform)
+    validated = [p | {"heldout_error": 2 * p["error"]} for p in front]
+    held = plot_generation(
+        tmp_path / "held.png", 0, front, validated, {"W8A8": validated[1]}
+    )
+    assert plain.read_bytes() != held.read_bytes()
+
+
+FRONT = [
+    {"relative_cost": 0.10, "f_bits": 10, "error": 0.30, "heldout_error": 0.40},
+    {"relative_cost": 0.20, "f_bits": 20, "error": 0.10, "heldout_error": 0.35},
+    {"relative_cost": 0.25, "f_bits": 25, "error": 0.05, "heldout_error": 0.50},
+    {"relative_cost": 0.50, "f_bits": 50, "error": 0.01},
+]
+OBJECTIVES = ["f_bits", "error"]
+
+
+def test_pick_judges_the_held_out_error_on_request():
+    assert pick(FRONT, "min-error:0.3", OBJECTIVES) == 2
+    assert pick(FRONT, "min-error:0.3:heldout", OBJECTIVES) == 1
+    assert pick(FRONT, "min-error:1", OBJECTIVES) == 3
+    assert pick(FRONT, "min-error:1:heldout", OBJECTIVES) == 1  # 3 was not validated
+    assert pick(FRONT, "max-compression:0.2", OBJECTIVES) == 1
+    assert pick(FRONT, "max-compression:0.45:heldout", OBJECTIVES) == 0
+
+
+@pytest.mark.parametrize(
+    "front, rule, match",
+    [
+        (FRONT, "min-error:0.3:held", "'held' after '0.3' is not 'heldout'"),
+        (
+            FRONT,
+            "max-compression:0.3:heldout",
+            "no front point has heldout_error <= 0.3",
+        ),
+        (FRONT[3:], "min-error:1:heldout", "run 'evoquant validate RUN_DIR' first"),
+    ],
+)
+def test_wrong_held_out_picks_are_one_line(front, rule, match):
+    with pytest.raises(UserError, match=match) as caught:
+        pick(front, rule, OBJECTIVES)
+    assert "\n" not in str(caught.value)
