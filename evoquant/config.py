@@ -31,8 +31,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from evoquant.errors import UserError
-from evoquant.export.support import W4A16, W8A8, W16A16
 from evoquant.quant.fakequant import BIT_WIDTHS
+from evoquant.targets import W4A16, W8A8, W16A16
 
 SEED_LIMIT = 2**32
 """Seeds are in ``[0, SEED_LIMIT)``: what numpy's and pymoo's generators take."""

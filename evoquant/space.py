@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from evoquant import targets as support
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
-from evoquant.export import support
 from evoquant.quant.fakequant import BIT_WIDTHS
 from evoquant.quant.layers import Layer
 

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evoquant import targets as support
 from evoquant.errors import UserError
-from evoquant.export import support
-from evoquant.export.support import BitConfig
 from evoquant.quant.layers import Layer
 from evoquant.space import SearchSpace
+from evoquant.targets import BitConfig
 
 
 @dataclass(frozen=True)

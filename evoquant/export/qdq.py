@@ -33,9 +33,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from evoquant.errors import UserError
 from evoquant.export.graph import OPSET, node_module
-from evoquant.export.support import BitConfig
 from evoquant.quant.fakequant import QParams
 from evoquant.quant.table import LayerEntry
+from evoquant.targets import BitConfig
 
 COMPUTE_OPS = {"conv2d": ("Conv",), "linear": ("Gemm", "MatMul"), "matmul": ("MatMul",)}
 """The ONNX ops a layer kind is exported as."""

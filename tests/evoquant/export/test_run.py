@@ -7,10 +7,10 @@ import shutil
 import onnx
 import pytest
 
+from evoquant import targets as support
 from evoquant.archive import Archive
 from evoquant.cli import main
 from evoquant.errors import UserError
-from evoquant.export import support
 from evoquant.export.engine import require_tensorrt
 from evoquant.export.plan import LayerPlan
 from evoquant.quant.layers import find_layers

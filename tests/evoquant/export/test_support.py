@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pymoo.core.problem import Problem
 
+from evoquant import targets as support
 from evoquant.config import parse_config
 from evoquant.errors import UserError
-from evoquant.export import support
 from evoquant.operators import (
     AdjacentBitMutation,
     HalfSplitCrossover,

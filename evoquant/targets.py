@@ -1,5 +1,8 @@
 """What TensorRT can execute, per layer kind: the rules behind ``target: tensorrt`` and promotion.
 
+Below both the engine (config, space) and export: the search space and the exporter
+read the same rules from here.
+
 TensorRT's explicit quantization is symmetric (zero-point 0). Per layer kind it runs:
 
 * INT8 weights (per output channel) with INT8 activations (per tensor): W8A8;
