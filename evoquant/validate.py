@@ -25,7 +25,7 @@ from evoquant.archive import FAILED, Archive
 from evoquant.atomic import write_json_atomic
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
-from evoquant.evaluate.attempt import attempt
+from evoquant.evaluate.attempt import attempt, fixed_threads
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.export.scales import run_table
 from evoquant.pipeline import build_model_and_layers
@@ -83,10 +83,11 @@ def score_genomes(
     space = SearchSpace.from_config(
         layers, config, weight_shapes=layer_weight_shapes(model, layers)
     )
-    fitness = GenomeFitness(
-        problem, model, table, layers, config.error, problem.validation_batches
-    )
     threads = config.evaluator.threads_per_worker
+    with fixed_threads(threads):  # the FP32 references, made as the search made its own
+        fitness = GenomeFitness(
+            problem, model, table, layers, config.error, problem.validation_batches
+        )
     points = []
     try:
         for bits, label, searched in genomes:
