@@ -40,8 +40,8 @@ def quantize(args: argparse.Namespace) -> None:
     from evoquant.config import load_config, with_overrides
     from evoquant.evaluate.fitness import GenomeFitness
     from evoquant.pipeline import prepare
+    from evoquant.problem import validate_args
     from evoquant.rundir import RUN_FILE, UNIFORM_FILE, make_directory
-    from problems.registry import validate_args
 
     config = load_config(args.config)
     if args.no_alpha:

@@ -17,12 +17,12 @@ from evoquant.evaluate.ray_backend import RayEvaluator
 from evoquant.evaluate.ray_session import check_address
 from evoquant.evaluate.worker import ProblemFitness
 from evoquant.pipeline import Prepared, prepare
+from evoquant.problem import validate_args
 from evoquant.progress import SearchProgress
 from evoquant.report.run import RunReport
 from evoquant.rundir import LOG_FILE, PLOTS_DIR, RunDir, make_directory
 from evoquant.search import Search
 from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
-from problems.registry import validate_args
 
 
 @contextmanager

@@ -9,10 +9,9 @@ from pathlib import Path
 from torch import nn
 
 from evoquant.config import RunConfig
+from evoquant.problem import Problem, build_problem
 from evoquant.quant.layers import Layer, find_layers
 from evoquant.quant.table import QuantTable, load_or_build
-from problems.base import Problem
-from problems.registry import build_problem
 
 log = logging.getLogger(__name__)
 

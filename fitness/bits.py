@@ -1,13 +1,24 @@
-"""The memory objective: total weight bits of the quantized layers (F_bits)."""
+"""The memory objective: total weight bits of the quantized layers (F_bits).
+
+A leaf library, like all of ``fitness/``: plain values in, numbers out. It imports
+only ``evoquant.errors`` (the bottom of the engine) so that its refusals read as one line.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from evoquant.errors import UserError
-from evoquant.quant.layers import Layer
+
+
+class Layer(Protocol):
+    """Anything with a weight count (``evoquant.quant.layers.Layer`` is one)."""
+
+    @property
+    def num_weights(self) -> int: ...
 
 FP32_BITS = 32
 

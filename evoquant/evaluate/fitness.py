@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from evoquant.errors import UserError
+from evoquant.problem import Problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import Gene, QuantizedModel
 from evoquant.quant.table import QuantTable
 from fitness.bits import bit_metrics
 from fitness.cosine import f_cos
-from problems.base import Problem
 
 
 class GenomeFitness:

@@ -25,9 +25,9 @@ from evoquant.evaluate.attempt import (
 )
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.evaluate.shared_table import from_arrays
+from evoquant.problem import build_problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable
-from problems.registry import build_problem
 
 FitnessFactory = Callable[[QuantTable], Fitness]
 

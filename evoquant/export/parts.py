@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from evoquant.errors import UserError
+from evoquant.problem import ExportPart
 from evoquant.quant.layers import Layer
-from problems.base import ExportPart
 
 WHOLE_MODEL = ExportPart("model", "")
 

@@ -33,12 +33,12 @@ from evoquant.export.report import write_report
 from evoquant.export.scales import deployment_table, run_table
 from evoquant.export.validate import compare, run_calls, session
 from evoquant.pipeline import build_model_and_layers
+from evoquant.problem import Problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import QuantTable
 from evoquant.rundir import EXPORT_DIR, make_directory, read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
-from problems.base import Problem
 
 
 def trace_parts(

@@ -18,10 +18,10 @@ from torch import nn
 
 from evoquant.config import QuantConfig
 from evoquant.errors import UserError
+from evoquant.problem import Problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable, load_or_build, table_key
 from evoquant.targets import BitConfig
-from problems.base import Problem
 
 log = logging.getLogger(__name__)
 
