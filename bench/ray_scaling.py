@@ -119,7 +119,7 @@ def main() -> None:
             for actors in ACTORS:
                 options = config.evaluator.model_copy(update={"workers": actors})
                 with RayEvaluator(
-                    noop_fitness, prepared.table, space, options, run_dir
+                    noop_fitness, prepared.table, space.bit_configs, options, run_dir
                 ) as evaluator:
                     warm_up(evaluator, noop_genomes)
                     overhead[str(actors)] = 1e3 / rate(evaluator, noop_genomes)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from evoquant.archive import Archive
+from evoquant.checkpoint import Checkpoint
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.attempt import deterministic_cuda, fixed_threads
@@ -20,8 +22,15 @@ from evoquant.pipeline import Prepared, prepare
 from evoquant.problem import validate_args
 from evoquant.progress import SearchProgress
 from evoquant.report.run import RunReport
-from evoquant.rundir import LOG_FILE, PLOTS_DIR, RunDir, make_directory
-from evoquant.search import Search
+from evoquant.rundir import (
+    ARCHIVE_FILE,
+    LOG_FILE,
+    PLOTS_DIR,
+    RunDir,
+    RunRecord,
+    make_directory,
+)
+from evoquant.search import Search, uniform_label
 from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
 
 
@@ -76,13 +85,58 @@ def build_evaluator(
                 config.error,
             )
         return LocalEvaluator(
-            fitness, space, options.threads_per_worker, options.retries
+            fitness, space.bit_configs, options.threads_per_worker, options.retries
         )
     factory = ProblemFitness(
         config.problem.name, config.problem.args, prepared.layers, config.error
     )
     on_cuda = any(p.is_cuda for p in prepared.model.parameters())
-    return RayEvaluator(factory, prepared.table, space, options, run_dir, on_cuda)
+    return RayEvaluator(
+        factory, prepared.table, space.bit_configs, options, run_dir, on_cuda
+    )
+
+
+def start_record(
+    run: RunDir, config: RunConfig, space: SearchSpace, resumed: RunRecord | None
+) -> RunRecord:
+    """The run record: ``resumed`` (from ``check_resume``) noted as resumed, or a new run."""
+    if resumed is not None:
+        return run.record_resume(resumed, config)
+    uniform = [space.to_bits(g) for g in space.uniform_genomes()]
+    return run.create(
+        config,
+        [layer.name for layer in space.layers],
+        uniform,
+        [uniform_label(space, bits) for bits in uniform],
+        space.gene_names,
+    )
+
+
+def open_archive(run_dir: Path, config: RunConfig, record: RunRecord) -> Archive:
+    """The run's archive, bound to its run id and scoring digest."""
+    return Archive(
+        Path(run_dir) / ARCHIVE_FILE,
+        tuple(config.search.objectives),
+        owner=(record.run_id, record.scoring_digest),
+    )
+
+
+def open_run(
+    run_dir: Path,
+    config: RunConfig,
+    space: SearchSpace,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> tuple[RunRecord, Checkpoint | None, Archive]:
+    """Record, resume point and archive of a new run, or of the run in ``run_dir``."""
+    run = RunDir(Path(run_dir))
+    record = checkpoint = None
+    if resume:
+        record = run.check_resume(config, force)
+        checkpoint = run.resume_point(record)  # before anything is written
+    record = start_record(run, config, space, record)
+    return record, checkpoint, open_archive(run_dir, config, record)
 
 
 def run_search(
@@ -98,7 +152,7 @@ def run_search(
     if generations is not None and generations < 1:
         raise UserError("--generations must be at least 1")
     run = RunDir(run_dir)
-    checkpoint = None
+    record = checkpoint = None
     if resume:  # refuse before anything in run_dir is touched
         record = run.check_resume(config, force)
         checkpoint = run.resume_point(record)
@@ -125,23 +179,26 @@ def run_search(
                 enabled=show_progress and sys.stderr.isatty(),
             ) as progress,
         ):
-            search = Search(
-                run_dir,
-                config,
-                space,
-                progress.wrap(backend),
-                resume=resume,
-                force=force,
-            )
-            report = RunReport(run_dir, search.archive, search.record)
+            record = start_record(run, config, space, record)
+            archive = open_archive(run_dir, config, record)
+            report = RunReport(run_dir, archive, record)
             if resume:
                 report.catch_up()  # a crash may have come between checkpoint and reports
 
-            def on_generation(generation, genomes, objectives):
+            def on_generation(generation, genomes, objectives, counts):
                 report.generation(generation, genomes)
-                progress.generation_done(generation, *search.counts)
+                progress.generation_done(generation, *counts)
 
-            search.on_generation = on_generation
+            search = Search(
+                config,
+                space,
+                progress.wrap(backend),
+                archive,
+                run_dir,
+                record,
+                checkpoint=checkpoint,
+                on_generation=on_generation,
+            )
             try:
                 search.run(generations)
             finally:

@@ -13,7 +13,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from evoquant.search import GenomeEvaluator
+from evoquant.evaluate.protocol import GenomeEvaluator
 
 
 class SearchProgress:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from numbers import Real
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -29,13 +29,14 @@ from evoquant.archive import FAILED, Archive
 from evoquant.checkpoint import Checkpoint, write_checkpoint
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
+from evoquant.evaluate.protocol import GenomeEvaluator
 from evoquant.operators import (
     AdjacentBitMutation,
     HalfSplitCrossover,
     RandomResetMutation,
     UniformPlusRandomSampling,
 )
-from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, RunDir
+from evoquant.rundir import CHECKPOINT_DIR, RunRecord
 from evoquant.space import SearchSpace
 
 WORST = 1e30
@@ -43,18 +44,7 @@ WORST = 1e30
 
 log = logging.getLogger(__name__)
 
-OnGeneration = Callable[[int, list[list[int]], np.ndarray], None]
-
-
-class GenomeEvaluator(Protocol):
-    """Bit lists in; ``(bits, metrics)`` out as each finishes, in any order.
-
-    A failed genome's metrics hold ``"failed": <error text>``.
-    """
-
-    def evaluate(
-        self, genomes: list[list[int]]
-    ) -> Iterator[tuple[list[int], Mapping[str, Any]]]: ...
+OnGeneration = Callable[[int, list[list[int]], np.ndarray, tuple[int, int]], None]
 
 
 def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
@@ -93,28 +83,34 @@ def uniform_label(space: SearchSpace, bits: list[int]) -> str:
 class Search:
     """NSGA-II over a ``SearchSpace``: every result archived, every generation checkpointed.
 
-    ``Search(run_dir, ...)`` starts a new run (refused where ``run_dir`` already holds
-    one); ``resume=True`` continues the run in ``run_dir`` from its latest valid
-    checkpoint, refusing a different config unless ``force``. Generation 0 is the
-    initial population; ``on_generation(gen, genomes, F)`` is called after each
-    generation's checkpoint is on disk.
+    What it works with is given to it, as pymoo's own ``Algorithm`` takes its
+    ``evaluator``, ``archive`` and ``callback``: the ``evaluator`` scores bit lists, the
+    ``archive`` (bound to ``record``'s run) keeps every result, checkpoints go to
+    ``run_dir``'s checkpoint folder, and ``checkpoint``, when given, is where a resumed
+    run continues. The caller (``evoquant.driver``) creates or resumes the run record.
+    Generation 0 is the initial population; ``on_generation(gen, genomes, F, counts)``
+    is called after each generation's checkpoint is on disk, ``counts`` being the
+    genomes evaluated and those served from the archive in that generation.
     """
 
     def __init__(
         self,
-        run_dir: str | Path,
         config: RunConfig,
         space: SearchSpace,
         evaluator: GenomeEvaluator,
-        on_generation: OnGeneration | None = None,
+        archive: Archive,
+        run_dir: str | Path,
+        record: RunRecord,
         *,
-        resume: bool = False,
-        force: bool = False,
+        checkpoint: Checkpoint | None = None,
+        on_generation: OnGeneration | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.space = space
         self.evaluator = evaluator
+        self.archive = archive
+        self.record = record
         self.on_generation = on_generation
         self.objectives = tuple(config.search.objectives)
         self.problem = Problem(
@@ -126,26 +122,6 @@ class Search:
         )
         self.algorithm = build_algorithm(config, space)
         self.algorithm.setup(self.problem, termination=NoTermination())
-        run = RunDir(self.run_dir)
-        checkpoint = None
-        if resume:
-            self.record = run.check_resume(config, force)
-            checkpoint = run.resume_point(self.record)  # before anything is written
-            self.record = run.record_resume(self.record, config)
-        else:
-            uniform = [space.to_bits(g) for g in space.uniform_genomes()]
-            self.record = run.create(
-                config,
-                [layer.name for layer in space.layers],
-                uniform,
-                [uniform_label(space, bits) for bits in uniform],
-                space.gene_names,
-            )
-        self.archive = Archive(
-            run / ARCHIVE_FILE,
-            self.objectives,
-            owner=(self.record.run_id, self.record.scoring_digest),
-        )
         self.counts = (0, 0)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -187,6 +163,7 @@ class Search:
         return [self.space.to_bits(x) for x in pop.get("X")], pop.get("F")
 
     def close(self) -> None:
+        """Close the archive (the run's, handed over by whoever opened it)."""
         self.archive.close()
 
     def _objectives(self, X: np.ndarray, generation: int) -> np.ndarray:
@@ -256,7 +233,7 @@ class Search:
         self.archive.put_population(self.generation, genomes)
         write_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
         if self.on_generation is not None:
-            self.on_generation(self.generation, genomes, F)
+            self.on_generation(self.generation, genomes, F, self.counts)
         evaluated, cached = self.counts
         log.info(
             "generation %d: %d evaluated, %d from the archive, %d on the front",

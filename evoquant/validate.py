@@ -29,12 +29,12 @@ from evoquant.evaluate.attempt import attempt, fixed_threads
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.export.scales import run_table
 from evoquant.pipeline import build_model_and_layers
+from evoquant.problem import Problem, sample_fingerprints
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable
 from evoquant.report.front import ArchiveFront, archived_points
 from evoquant.rundir import ARCHIVE_FILE, VALIDATION_FILE, RunDir, RunRecord
 from evoquant.space import SearchSpace, layer_weight_shapes
-from problems.base import Problem, sample_fingerprints
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,11 @@ alike, and on CUDA with deterministic kernels.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +21,11 @@ from evoquant.archive import FAILED
 
 Configs = Sequence[tuple[int, int]]
 Fitness = Callable[[Configs], Mapping[str, Any]]
+ToConfigs = Callable[[Sequence[int]], list[tuple[int, int]]]
+"""A genome's bit list -> per layer ``(weight bits, activation bits)``: how an evaluator
+turns the one genome form that crosses module borders into what the fitness takes."""
+
+log = logging.getLogger(__name__)
 
 FAILURES = (RuntimeError, ValueError, FloatingPointError)
 """What a bad configuration raises (NaN guards, CUDA out of memory): a failed genome,
@@ -58,3 +65,29 @@ def attempt(fitness: Fitness, configs: Configs, threads: int) -> dict[str, Any]:
             return dict(fitness(configs))
     except FAILURES as error:
         return {FAILED: f"{type(error).__name__}: {error}"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A genome whose evaluation raised is tried ``retries`` more times, then failed.
+
+    Both back-ends ask ``again`` after every attempt, so the rule and its log line are
+    the same wherever a genome is scored.
+    """
+
+    retries: int = 0
+
+    def again(
+        self, bits: Sequence[int], number: int, metrics: Mapping[str, Any]
+    ) -> bool:
+        """Whether attempt ``number`` (from 1) of ``bits`` failed and gets another try."""
+        if FAILED not in metrics:
+            return False
+        log.warning(
+            "genome %s: attempt %d of %d failed: %s",
+            list(bits),
+            number,
+            self.retries + 1,
+            metrics[FAILED],
+        )
+        return number <= self.retries

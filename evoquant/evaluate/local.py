@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
-from evoquant.archive import FAILED
-from evoquant.evaluate.attempt import Fitness, attempt
-from evoquant.space import SearchSpace
-
-log = logging.getLogger(__name__)
+from evoquant.evaluate.attempt import Fitness, RetryPolicy, ToConfigs, attempt
 
 
 class LocalEvaluator(AbstractContextManager):
@@ -20,12 +15,16 @@ class LocalEvaluator(AbstractContextManager):
     """
 
     def __init__(
-        self, fitness: Fitness, space: SearchSpace, threads: int = 1, retries: int = 0
+        self,
+        fitness: Fitness,
+        to_configs: ToConfigs,
+        threads: int = 1,
+        retries: int = 0,
     ):
         self.fitness = fitness
-        self.space = space
+        self.to_configs = to_configs
         self.threads = threads
-        self.retries = retries
+        self.policy = RetryPolicy(retries)
 
     def __exit__(self, *exc: object) -> None:
         """Nothing to release: the fitness lives as long as the driver."""
@@ -33,16 +32,10 @@ class LocalEvaluator(AbstractContextManager):
     def evaluate(self, genomes: list[list[int]]) -> Iterator[tuple[list[int], dict]]:
         for key in dict.fromkeys(tuple(g) for g in genomes):
             bits = list(key)
-            configs = self.space.bit_configs(bits)
-            for number in range(1, self.retries + 2):
+            configs = self.to_configs(bits)
+            number = 1
+            metrics = attempt(self.fitness, configs, self.threads)
+            while self.policy.again(bits, number, metrics):
+                number += 1
                 metrics = attempt(self.fitness, configs, self.threads)
-                if FAILED not in metrics:
-                    break
-                log.warning(
-                    "genome %s: attempt %d of %d failed: %s",
-                    bits,
-                    number,
-                    self.retries + 1,
-                    metrics[FAILED],
-                )
             yield bits, metrics

@@ -19,18 +19,18 @@ import logging
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 from evoquant.archive import FAILED
 from evoquant.config import EvaluatorConfig
 from evoquant.errors import UserError
+from evoquant.evaluate.attempt import RetryPolicy, ToConfigs
 from evoquant.evaluate.ray_session import ray_session
 from evoquant.evaluate.shared_table import to_arrays
 from evoquant.evaluate.worker import EvaluationWorker, FitnessFactory, WorkerState
 from evoquant.quant.table import QuantTable
-from evoquant.space import SearchSpace
 
 IN_FLIGHT = 2
 """Genomes queued per actor: one running, one waiting, so no actor idles on a round trip."""
@@ -62,6 +62,18 @@ class _Slot:
     """The ping's answer: None until the actor is ready."""
     restarts: int = 0
     dead: bool = False
+
+
+@dataclass
+class _Batch:
+    """One ``evaluate`` call's bookkeeping: what waits, what runs where, what failed."""
+
+    queue: deque[Genome]
+    running: dict[Any, tuple[_Slot, Any, Genome]] = field(default_factory=dict)
+    """Result ref -> (slot, the actor it was sent to, genome)."""
+    load: Counter[Any] = field(default_factory=Counter)
+    tries: Counter[Genome] = field(default_factory=Counter)
+    losses: Counter[Genome] = field(default_factory=Counter)
 
 
 def _reason(error: Exception) -> str:
@@ -110,15 +122,16 @@ class RayEvaluator(AbstractContextManager):
         self,
         factory: FitnessFactory,
         table: QuantTable,
-        space: SearchSpace,
+        to_configs: ToConfigs,
         options: EvaluatorConfig,
         run_dir: Path,
         on_cuda: bool = False,
     ):
         self.factory = factory
         self.table = table
-        self.space = space
+        self.to_configs = to_configs
         self.options = options
+        self.policy = RetryPolicy(options.retries)
         self.run_dir = run_dir
         self.on_cuda = on_cuda
         self.slots: list[_Slot] = []
@@ -187,52 +200,67 @@ class RayEvaluator(AbstractContextManager):
     def evaluate(self, genomes: list[list[int]]) -> Iterator[tuple[list[int], dict]]:
         """Each distinct genome once; retried after it raised or after its worker died."""
         import ray
-        from ray.exceptions import RayActorError
 
-        queue: deque[Genome] = deque(dict.fromkeys(tuple(g) for g in genomes))
-        tries: Counter[Genome] = Counter()
-        losses: Counter[Genome] = Counter()
-        running: dict[Any, tuple[_Slot, Any, Genome]] = {}
-        load: Counter[Any] = Counter()
-        while queue or running:
+        batch = _Batch(deque(dict.fromkeys(tuple(g) for g in genomes)))
+        while batch.queue or batch.running:
             self._check_alive()
-            for slot in self.slots:
-                while slot.state is not None and queue and load[slot.actor] < IN_FLIGHT:
-                    genome = queue.popleft()
-                    configs = self.space.bit_configs(list(genome))
-                    ref = slot.actor.evaluate.remote(configs)
-                    running[ref] = (slot, slot.actor, genome)
-                    load[slot.actor] += 1
+            self._submit(batch)
             probes = {slot.probe: slot for slot in self.slots if slot.probe is not None}
-            [ref], _ = ray.wait([*running, *probes], num_returns=1)
+            [ref], _ = ray.wait([*batch.running, *probes], num_returns=1)
             if ref in probes:
                 self._answered(probes[ref])
                 continue
-            slot, actor, genome = running.pop(ref)
-            load[actor] -= 1
-            try:
-                metrics = ray.get(ref)
-            except RayActorError as error:
-                self._lost(slot, actor, error)
-                losses[genome] += 1
-                if losses[genome] < MAX_LOSSES:
-                    queue.appendleft(genome)
-                    continue
-                metrics = {FAILED: f"its Ray worker died {MAX_LOSSES} times under it"}
-            else:
-                tries[genome] += 1
-                if FAILED in metrics:
-                    log.warning(
-                        "genome %s: attempt %d of %d failed: %s",
-                        list(genome),
-                        tries[genome],
-                        self.options.retries + 1,
-                        metrics[FAILED],
-                    )
-                    if tries[genome] <= self.options.retries:
-                        queue.append(genome)
-                        continue
-            yield list(genome), metrics
+            result = self._collect(batch, ref)
+            if result is not None:
+                yield result
+
+    def _submit(self, batch: _Batch) -> None:
+        """Fill every ready actor up to ``IN_FLIGHT`` genomes from the queue."""
+        for slot in self.slots:
+            while (
+                slot.state is not None
+                and batch.queue
+                and batch.load[slot.actor] < IN_FLIGHT
+            ):
+                genome = batch.queue.popleft()
+                ref = slot.actor.evaluate.remote(self.to_configs(list(genome)))
+                batch.running[ref] = (slot, slot.actor, genome)
+                batch.load[slot.actor] += 1
+
+    def _collect(self, batch: _Batch, ref: Any) -> tuple[list[int], dict] | None:
+        """The finished ``ref``'s result, or None when its genome went back to the queue."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        slot, actor, genome = batch.running.pop(ref)
+        batch.load[actor] -= 1
+        try:
+            metrics = ray.get(ref)
+        except RayActorError as error:
+            metrics = self._handle_death(batch, slot, actor, genome, error)
+            return None if metrics is None else (list(genome), metrics)
+        return self._retry(batch, genome, metrics)
+
+    def _handle_death(
+        self, batch: _Batch, slot: _Slot, actor: Any, genome: Genome, error: Exception
+    ) -> dict | None:
+        """``genome``'s worker died: requeue it first, or fail it after ``MAX_LOSSES``."""
+        self._lost(slot, actor, error)
+        batch.losses[genome] += 1
+        if batch.losses[genome] < MAX_LOSSES:
+            batch.queue.appendleft(genome)
+            return None
+        return {FAILED: f"its Ray worker died {MAX_LOSSES} times under it"}
+
+    def _retry(
+        self, batch: _Batch, genome: Genome, metrics: dict
+    ) -> tuple[list[int], dict] | None:
+        """The retry policy on an answered attempt: requeue a failed one, or return it."""
+        batch.tries[genome] += 1
+        if self.policy.again(genome, batch.tries[genome], metrics):
+            batch.queue.append(genome)
+            return None
+        return list(genome), metrics
 
     def _check_alive(self) -> None:
         if all(slot.dead for slot in self.slots):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from evoquant.config import RunConfig
+from evoquant.driver import open_run
 from evoquant.quant.layers import Layer
 from evoquant.search import Search
 from evoquant.space import SearchSpace
@@ -72,11 +73,19 @@ def main(run_dir: str, delay: str, history: str) -> None:
     history_dir = Path(history)
     history_dir.mkdir(parents=True, exist_ok=True)
 
-    def record(gen: int, genomes: list[list[int]], F: np.ndarray) -> None:
+    def record(gen: int, genomes: list[list[int]], F: np.ndarray, counts) -> None:
         (history_dir / f"gen_{gen}.json").write_text(json.dumps([genomes, F.tolist()]))
 
+    record_, checkpoint, archive = open_run(Path(run_dir), config, space)
     search = Search(
-        run_dir, config, space, SyntheticEvaluator(space, float(delay)), record
+        config,
+        space,
+        SyntheticEvaluator(space, float(delay)),
+        archive,
+        run_dir,
+        record_,
+        checkpoint=checkpoint,
+        on_generation=record,
     )
     search.run()
     search.close()

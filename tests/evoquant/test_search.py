@@ -14,6 +14,7 @@ import pytest
 from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.config import LayersConfig
+from evoquant.driver import open_run
 from evoquant.errors import UserError
 from evoquant.progress import SearchProgress
 from evoquant.rundir import RunDir, read_run_config
@@ -45,14 +46,29 @@ class Recorder:
     def __init__(self):
         self.generations = {}
 
-    def __call__(self, gen, genomes, F):
+    def __call__(self, gen, genomes, F, counts):
         self.generations[gen] = (genomes, F.tolist())
 
 
-def search(run_dir, config, recorder=None, evaluator=None, **kwargs):
+def search(
+    run_dir, config, recorder=None, evaluator=None, *, resume=False, force=False
+):
+    """A Search composed the way the driver composes it: record, archive, hook."""
     space = SearchSpace.from_config(LAYERS, config)
     evaluator = evaluator or SyntheticEvaluator(space)
-    return Search(run_dir, config, space, evaluator, recorder, **kwargs)
+    record, checkpoint, archive = open_run(
+        run_dir, config, space, resume=resume, force=force
+    )
+    return Search(
+        config,
+        space,
+        evaluator,
+        archive,
+        run_dir,
+        record,
+        checkpoint=checkpoint,
+        on_generation=recorder,
+    )
 
 
 def straight_run(run_dir, config):
@@ -199,8 +215,13 @@ def test_progress_counts_what_was_asked_evaluated_and_served(tmp_path):
     config = make_config()
     space = SearchSpace.from_config(LAYERS, config)
     progress = SearchProgress(16, 6, enabled=False)
-    s = search(tmp_path, config, evaluator=progress.wrap(SyntheticEvaluator(space)))
-    s.on_generation = lambda gen, genomes, F: progress.generation_done(gen, *s.counts)
+
+    def on_generation(gen, genomes, F, counts):
+        progress.generation_done(gen, *counts)
+
+    s = search(
+        tmp_path, config, on_generation, progress.wrap(SyntheticEvaluator(space))
+    )
     s.run()
     s.close()
     asked = s.algorithm.evaluator.n_eval

@@ -22,7 +22,7 @@ class Fitness:
 
 def test_a_raising_genome_is_retried_then_failed_and_the_rest_go_on(caplog):
     fitness = Fitness()
-    evaluator = LocalEvaluator(fitness, SPACE, threads=1, retries=2)
+    evaluator = LocalEvaluator(fitness, SPACE.bit_configs, threads=1, retries=2)
     with evaluator:
         results = list(evaluator.evaluate([[2, 2], [4, 8], [2, 2]]))
     assert results == [
