@@ -14,9 +14,100 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from evoquant.errors import UserError
+from evoquant import __version__
+from evoquant.errors import RunStopped, UserError
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Evolutionary mixed-precision post-training quantization: find per-layer bit-widths
+that trade model size against accuracy.
+
+  evoquant calibrate CONFIG   calibrate, and compare uniform bit-widths with FP32
+  evoquant search CONFIG      run the NSGA-II search into runs/CONFIG_NAME
+  evoquant resume RUN_DIR     continue a run from its latest checkpoint
+  evoquant export RUN_DIR     write a front point as ONNX with Q/DQ (and TensorRT)
+
+Settings of the config file can be overridden with --cfg-options key=value.
+"""
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; an option's help shows its default where it
+    has one and the help does not already say it (ArgumentDefaultsHelpFormatter's rule,
+    less the ``(default: None)`` of every flag whose default is the config's)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def parse_cfg_options(pairs: Sequence[str]) -> dict:
+    """``["search.pop_size=8", "seed=3"]`` -> ``{"search": {"pop_size": 8}, "seed": 3}``.
+
+    mmengine's ``--cfg-options`` convention: a dotted key, ``=``, a value read as YAML
+    (``8``, ``true``, ``[2, 4]``, ``null``; anything else is text). A pair without
+    ``=`` or with an empty key is a UserError.
+    """
+    import yaml
+
+    updates: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise UserError(
+                f"--cfg-options {pair!r}: expected key=value (search.pop_size=8)"
+            )
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            raise UserError(
+                f"--cfg-options {pair!r}: the value is not valid YAML"
+            ) from None
+        if value is None and text.strip().lower() not in ("null", "~"):
+            value = text
+        section = updates
+        for part in parts[:-1]:
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise UserError(
+                    f"--cfg-options {pair!r}: {part} is set to a value above"
+                )
+        section[parts[-1]] = value
+    return updates
+
+
+def apply_overrides(config, args: argparse.Namespace, flags: dict | None = None):
+    """``config`` with the command's flags and its ``--cfg-options``, merged and checked
+    in one place (``evoquant.config.with_overrides``): a wrong key or value is one
+    line. ``--cfg-options`` wins over a flag for the same key; a flag not given
+    (``None``) changes nothing, and neither does an explicit ``null`` there."""
+    from evoquant.config import with_overrides
+
+    updates = _merge_updates(
+        flags or {}, parse_cfg_options(getattr(args, "cfg_options", None) or [])
+    )
+    if not updates:
+        return config
+    return with_overrides(config, updates, "command line")
+
+
+def _merge_updates(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_updates(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def run_dir_of(args: argparse.Namespace) -> Path:
@@ -34,21 +125,22 @@ def require_writable(run_dir: Path, command: str) -> None:
         raise UserError(f"{run_dir} is read-only: {command} needs to write there")
 
 
-def quantize(args: argparse.Namespace) -> None:
+def calibrate(args: argparse.Namespace) -> None:
     """Calibrate (stages 1 + 2) and compare the uniform configurations with FP32."""
     from evoquant.atomic import write_text_atomic
-    from evoquant.config import load_config, with_overrides
+    from evoquant.config import load_config
     from evoquant.evaluate.fitness import GenomeFitness
     from evoquant.pipeline import prepare
     from evoquant.problem import validate_args
     from evoquant.rundir import RUN_FILE, UNIFORM_FILE, make_directory
 
-    config = load_config(args.config)
-    if args.no_alpha:
-        config = with_overrides(config, {"quant": {"alpha": {"enabled": False}}})
+    alpha = {"enabled": False} if args.no_alpha else {}
+    config = apply_overrides(
+        load_config(args.config), args, {"quant": {"alpha": alpha}}
+    )
     validate_args(config.problem.name, config.problem.args)
     run_dir = make_directory(run_dir_of(args), "run directory")
-    require_writable(run_dir, "quantize")
+    require_writable(run_dir, "calibrate")
     # the table of a search run is part of its results: never replace it from here
     prepared = prepare(config, run_dir, rebuild_stale=not (run_dir / RUN_FILE).exists())
     fitness = GenomeFitness(
@@ -96,14 +188,12 @@ def print_uniform_table(rows: list[dict], config, run_dir: Path) -> None:
 
 
 def search(args: argparse.Namespace) -> None:
-    from evoquant.config import load_config, with_overrides
+    from evoquant.config import load_config
     from evoquant.driver import run_search
 
     overrides = {"generations": args.generations, "pop_size": args.pop_size}
-    config = with_overrides(
-        load_config(args.config), {"seed": args.seed, "search": overrides}
-    )
-    config = with_evaluator_flags(config, args)
+    flags = {"seed": args.seed, "search": overrides} | evaluator_flags(args)
+    config = apply_overrides(load_config(args.config), args, flags)
     run_dir = run_dir_of(args)
     plots = run_search(config, run_dir, show_progress=not args.quiet)
     print_finished(run_dir, plots)
@@ -120,7 +210,7 @@ def resume(args: argparse.Namespace) -> None:
     require_writable(run_dir, "resume")
     if args.config:
         config = load_config(args.config)
-    config = with_evaluator_flags(config, args)
+    config = apply_overrides(config, args, evaluator_flags(args))
     plots = run_search(
         config,
         run_dir,
@@ -139,7 +229,7 @@ def add_evaluator_flags(command: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--backend",
         choices=["local", "ray"],
-        help="in this process or on Ray (default)",
+        help="in this process or on Ray (default: the config's, ray)",
     )
     group.add_argument(
         "--workers",
@@ -154,20 +244,19 @@ def add_evaluator_flags(command: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--gpus-per-worker",
         type=float,
-        help="GPUs each worker reserves; a fraction shares a GPU",
+        help="GPUs each worker reserves; a fraction shares a GPU "
+        "(default: 1 for a CUDA model, else 0)",
     )
     group.add_argument(
         "--ray-dashboard",
         action="store_true",
         default=None,
-        help="serve Ray's dashboard on 127.0.0.1 (private instance only)",
+        help="serve Ray's dashboard on 127.0.0.1 (private instance only; default: off)",
     )
 
 
-def with_evaluator_flags(config, args: argparse.Namespace):
-    """``config`` with the evaluation flags given on the command line, validated as the file is."""
-    from evoquant.config import with_overrides
-
+def evaluator_flags(args: argparse.Namespace) -> dict:
+    """The evaluation flags given on the command line, as config updates."""
     flags = {
         "backend": args.backend,
         "workers": args.workers,
@@ -175,7 +264,7 @@ def with_evaluator_flags(config, args: argparse.Namespace):
         "gpus_per_worker": args.gpus_per_worker,
         "ray_dashboard": args.ray_dashboard,
     }
-    return with_overrides(config, {"evaluator": flags})
+    return {"evaluator": flags}
 
 
 def print_finished(run_dir: Path, plots: Path) -> None:
@@ -329,97 +418,145 @@ def bench_engine(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evoquant", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    command = commands.add_parser(
-        "quantize", help="calibrate and compare uniform bit-widths"
-    )
-    command.add_argument("config")
+def add_cfg_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "--bits", type=int, choices=[2, 4, 8, 16], help="only this weight bit-width"
+        "--cfg-options",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override config settings, a dotted key and a YAML value each: "
+        "--cfg-options search.pop_size=8 seed=3 quant.alpha.enabled=false",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # the top level's default stands unless given here
+        help="log progress on the terminal (run.log gets it always)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="evoquant", description=DESCRIPTION, formatter_class=Formatter
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"evoquant {__version__}"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress on the terminal"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            parents=[common],
+            formatter_class=Formatter,
+            **kwargs,
+        )
+
+    command = add(
+        "calibrate",
+        "calibrate the quantizers (stages 1 and 2) and compare uniform bit-widths "
+        "with FP32 ('quantize' is the old name)",
+        aliases=["quantize"],
+    )
+    command.add_argument("config", help="the run's YAML config file")
+    command.add_argument(
+        "--bits",
+        type=int,
+        choices=[2, 4, 8, 16],
+        help="only this weight bit-width (default: all)",
     )
     command.add_argument(
         "--no-alpha", action="store_true", help='min/max scales only (the "Q" variant)'
     )
     command.add_argument(
-        "--run-dir", help="where the quantization table goes (default runs/CONFIG_NAME)"
+        "--run-dir",
+        help="where the quantization table goes (default: runs/CONFIG_NAME)",
     )
+    add_cfg_options(command)
     command.set_defaults(name=None)
-    command.set_defaults(handler=quantize)
+    command.set_defaults(handler=calibrate)
 
-    command = commands.add_parser(
-        "search", help="run the NSGA-II mixed-precision search"
-    )
-    command.add_argument("config")
+    command = add("search", "run the NSGA-II mixed-precision search")
+    command.add_argument("config", help="the run's YAML config file")
     where = command.add_mutually_exclusive_group()
     where.add_argument(
-        "--name", help="run directory name under runs/ (default: config name)"
+        "--name", help="run directory name under runs/ (default: the config's name)"
     )
     where.add_argument("--run-dir", help="the run directory itself, anywhere")
-    command.add_argument("--seed", type=int)
-    command.add_argument("--generations", type=int)
-    command.add_argument("--pop-size", type=int)
+    command.add_argument("--seed", type=int, help="seed (default: the config's)")
+    command.add_argument(
+        "--generations", type=int, help="generations (default: the config's)"
+    )
+    command.add_argument(
+        "--pop-size", type=int, help="population size (default: the config's)"
+    )
     command.add_argument(
         "-q", "--quiet", action="store_true", help="no live progress display"
     )
+    add_cfg_options(command)
     add_evaluator_flags(command)
     command.set_defaults(handler=search)
 
-    command = commands.add_parser(
-        "resume", help="continue a run from its latest checkpoint"
-    )
-    command.add_argument("run_dir")
+    command = add("resume", "continue a run from its latest checkpoint")
+    command.add_argument("run_dir", help="the run directory")
     command.add_argument(
-        "--generations", type=int, help="run until this many generations"
+        "--generations",
+        type=int,
+        help="run until this many generations (default: the config's)",
     )
     command.add_argument(
         "--config", help="a changed config to resume with (needs --force)"
     )
     command.add_argument("--force", action="store_true", help="accept a changed config")
-    command.add_argument("-q", "--quiet", action="store_true")
+    command.add_argument(
+        "-q", "--quiet", action="store_true", help="no live progress display"
+    )
+    add_cfg_options(command)
     add_evaluator_flags(command)
     command.set_defaults(handler=resume)
 
-    command = commands.add_parser("status", help="where a run stands")
-    command.add_argument("run_dir")
+    command = add("status", "where a run stands")
+    command.add_argument("run_dir", help="the run directory")
     command.set_defaults(handler=status)
 
-    command = commands.add_parser("plot", help="redraw a run's plots and reports")
-    command.add_argument("run_dir")
+    command = add("plot", "redraw a run's plots and reports")
+    command.add_argument("run_dir", help="the run directory, where the plots go")
     command.set_defaults(handler=plot)
 
-    command = commands.add_parser(
+    command = add(
         "validate",
-        help="score the front and uniform configurations on the held-out batches",
+        "score the front and uniform configurations on the held-out batches",
     )
-    command.add_argument("run_dir")
+    command.add_argument(
+        "run_dir", help="the run directory, where validation.json goes"
+    )
     command.set_defaults(handler=validate)
 
-    command = commands.add_parser(
-        "export", help="export a front point to ONNX with Q/DQ (and TensorRT)"
-    )
-    command.add_argument("run_dir")
+    command = add("export", "export a front point to ONNX with Q/DQ (and TensorRT)")
+    command.add_argument("run_dir", help="the run directory")
     command.add_argument(
         "--pick",
         default="knee",
         help="knee | min-error:BUDGET (0.15 or 4.5b) | max-compression:ERROR | "
         "index:N; :heldout after BUDGET or ERROR judges the held-out error",
     )
-    command.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    command.add_argument("--out", help="output folder (default: RUN_DIR/export)")
     command.add_argument(
         "--engine", action="store_true", help="also build and time TensorRT engines"
     )
     command.set_defaults(handler=export)
 
-    command = commands.add_parser(
-        "bench-engine", help="latency of a TensorRT engine (mean, p50, p99)"
-    )
-    command.add_argument("engine")
-    command.add_argument("--runs", type=int, default=200)
-    command.add_argument("--warmup", type=int, default=20)
+    command = add("bench-engine", "latency of a TensorRT engine (mean, p50, p99)")
+    command.add_argument("engine", help="the serialized TensorRT engine file")
+    command.add_argument("--runs", type=int, default=200, help="timed runs")
+    command.add_argument("--warmup", type=int, default=20, help="untimed runs first")
     command.add_argument("--json", help="also write the numbers to this JSON file")
     command.set_defaults(handler=bench_engine)
     return parser
@@ -444,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_console_logging(args.verbose)
         logging.raiseExceptions = False  # a full disk must not print logging tracebacks
         args.handler(args)
-    except UserError as error:
+    except (UserError, RunStopped) as error:
         print(f"evoquant: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # full disk, permissions, paths the system refuses

@@ -9,6 +9,7 @@ otherwise ask for absurd amounts of memory or time.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 from collections.abc import Mapping
@@ -32,6 +33,17 @@ from pydantic_core import PydanticCustomError
 
 from evoquant.errors import UserError
 from evoquant.quant.fakequant import BIT_WIDTHS
+from evoquant.registry import (
+    CROSSOVERS,
+    GENE_POLICIES,
+    MUTATIONS,
+    RANGE_ESTIMATORS,
+    TARGETS,
+    Registry,
+    UnknownName,
+    check,
+    lookup,
+)
 from evoquant.targets import W4A16, W8A8, W16A16
 
 SEED_LIMIT = 2**32
@@ -94,6 +106,38 @@ def _plain_data(value: Any, where: str = "") -> None:
         f"{where or 'args'} is {kind}: problem arguments must be text, numbers, "
         "booleans, null, lists or mappings"
     )
+
+
+SCHEME_ALIASES = {"affine": "thesis", "symmetric": "tensorrt"}
+"""Clear names of the two ``quant.scheme`` values, accepted beside the stored spellings:
+``affine`` (asymmetric, zero-points; the thesis's) and ``symmetric`` (zero-point 0,
+what TensorRT runs). A config and run.json keep ``thesis``/``tensorrt``, so digests of
+configs written either way are the same."""
+
+
+def scheme_name(value: Any) -> Any:
+    """The stored spelling of a ``quant.scheme`` (an alias normalised)."""
+    return SCHEME_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+def registered(registry: Registry) -> Any:
+    """A ``str`` field that must name a part ``registry`` holds: the config check lists
+    the registered names in its one-line error. A part with a ``name`` attribute is
+    stored under that spelling (an alias normalised, so digests do not change)."""
+
+    def validate(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            part = lookup(registry, check(registry, value))
+        except UnknownName as error:
+            raise PydanticCustomError(
+                "unknown_name", "{message}", {"message": str(error)}
+            ) from None
+        canonical = getattr(part, "name", None)
+        return canonical if isinstance(canonical, str) and canonical else value
+
+    return BeforeValidator(validate)
 
 
 class Section(BaseModel):
@@ -163,7 +207,7 @@ class ActivationConfig(Section):
     """
 
     granularity: Literal["per_channel", "per_tensor"] = "per_tensor"
-    estimator: Literal["minmax", "percentile", "mse"] = "minmax"
+    estimator: Annotated[str, registered(RANGE_ESTIMATORS)] = "minmax"
     percentile: Number = 99.99
 
     @field_validator("percentile")
@@ -190,7 +234,10 @@ class QuantConfig(Section):
     the context says ``complete``), so runs and tables made before the key existed keep
     their digests; a stored config without it is read as legacy (``parse_config``)."""
 
-    scheme: Literal["thesis", "tensorrt"] = "thesis"
+    scheme: Annotated[Literal["thesis", "tensorrt"], BeforeValidator(scheme_name)] = (
+        "thesis"
+    )
+    """``affine`` (alias ``thesis``) or ``symmetric`` (alias ``tensorrt``): ``SCHEME_ALIASES``."""
     bit_configs: list[tuple[Integer, Integer]] = [(2, 8), (4, 8), (8, 8), (16, 16)]
     alpha: AlphaConfig = AlphaConfig()
     activations: ActivationConfig = ActivationConfig()
@@ -256,11 +303,13 @@ class SearchConfig(Section):
 
     pop_size: Integer = 100
     generations: Integer = 50
-    mutation: Literal["adjacent", "random_reset"] = "adjacent"
+    mutation: Annotated[str, registered(MUTATIONS)] = "adjacent"
     mutation_prob: Number | None = None
-    crossover: Literal["midpoint", "random", "module"] = "midpoint"
+    crossover: Annotated[str, registered(CROSSOVERS)] = "midpoint"
     crossover_prob: Number = 0.9
-    policy: Literal["thesis", "two_genes"] = "thesis"
+    policy: Annotated[str, registered(GENE_POLICIES)] = "thesis"
+    """``weight_gene`` (stored as ``thesis``) or ``weight_and_activation_genes``
+    (stored as ``two_genes``), or a policy of the user's own."""
     alphabet: list[Integer] = list(BIT_WIDTHS)
     objectives: list[str] = ["f_bits", "error"]
 
@@ -421,8 +470,29 @@ class RunConfig(Section):
     evaluator: EvaluatorConfig = EvaluatorConfig()
     seed: Integer = 0
     """numpy's and pymoo's seed: 0 <= seed < 2**32."""
-    target: Literal["tensorrt"] | None = None
+    target: Annotated[str | None, registered(TARGETS)] = None
     """Deployment target: restricts every layer's alphabet to what it can run."""
+    custom_imports: list[str] = []
+    """Modules imported before the config is checked, whose decorators register the
+    user's own parts (``evoquant.registry``); left out of the digest when empty."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_parts(cls, data: Any) -> Any:
+        """Import ``custom_imports`` first, so the names they register are known."""
+        modules = data.get("custom_imports") if isinstance(data, dict) else None
+        if not isinstance(modules, list):
+            return data
+        for name in modules:
+            if not isinstance(name, str):
+                continue  # the field's own check reports it
+            try:
+                importlib.import_module(name)
+            except ImportError as error:
+                raise ValueError(
+                    f"custom_imports: cannot import {name!r}: {error}"
+                ) from None
+        return data
 
     @field_validator("seed")
     @classmethod
@@ -446,7 +516,7 @@ class RunConfig(Section):
             quant = quant.model_dump(exclude_unset=True, context=COMPLETE)
         if not isinstance(quant, dict):
             return data
-        scheme = quant.get("scheme", "tensorrt")
+        scheme = scheme_name(quant.get("scheme", "tensorrt"))
         if scheme != "tensorrt":
             raise ValueError(
                 f"target tensorrt deploys symmetric quantization: quant.scheme must be "
@@ -465,7 +535,8 @@ class RunConfig(Section):
                     f"layers.fixed {pattern!r}: {bits} bits is not in search.alphabet "
                     f"{alphabet}"
                 )
-        if self.target is not None and self.search.policy != "thesis":
+        policy = lookup(GENE_POLICIES, self.search.policy)
+        if self.target is not None and not getattr(policy, "derives_activations", True):
             raise ValueError(
                 f"target {self.target} derives activations from weights: use "
                 "search.policy thesis"
@@ -489,6 +560,8 @@ class RunConfig(Section):
         settings = self.model_dump(mode="json")
         if settings["target"] is None:
             del settings["target"]
+        if not settings["custom_imports"]:
+            del settings["custom_imports"]
         threads = settings.pop("evaluator")["threads_per_worker"]
         if threads != 1:
             settings["threads_per_worker"] = threads
@@ -518,7 +591,7 @@ def parse_config(data: Any, source: str = "config", stored: bool = False) -> Run
     quant = data.get("quant")
     if stored and isinstance(quant, dict) and "activations" not in quant:
         implied = "tensorrt" if data.get("target") == "tensorrt" else "thesis"
-        legacy = LEGACY_ACTIVATIONS.get(quant.get("scheme", implied))
+        legacy = LEGACY_ACTIVATIONS.get(scheme_name(quant.get("scheme", implied)))
         if legacy is not None:
             data = data | {"quant": quant | {"activations": legacy.model_dump()}}
     try:

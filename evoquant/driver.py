@@ -17,7 +17,7 @@ from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.evaluate.local import LocalEvaluator
 from evoquant.evaluate.ray_backend import RayEvaluator
 from evoquant.evaluate.ray_session import check_address
-from evoquant.evaluate.worker import ProblemFitness
+from evoquant.evaluate.worker import FitnessFactory
 from evoquant.pipeline import Prepared, prepare
 from evoquant.problem import validate_args
 from evoquant.progress import SearchProgress
@@ -87,7 +87,7 @@ def build_evaluator(
         return LocalEvaluator(
             fitness, space.bit_configs, options.threads_per_worker, options.retries
         )
-    factory = ProblemFitness(
+    factory = FitnessFactory(
         config.problem.name, config.problem.args, prepared.layers, config.error
     )
     on_cuda = any(p.is_cuda for p in prepared.model.parameters())

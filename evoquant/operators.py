@@ -2,7 +2,8 @@
 
 Each gene ``i`` takes levels ``problem.xl[i]..problem.xu[i]`` (ascending bit-widths), so
 the operators need nothing but the bounds: a gene with ``xl == xu`` is a fixed layer and
-never changes. All randomness comes from the ``random_state`` pymoo passes in, which is
+never changes. Mutations and crossovers are registered by the names a config gives
+(``evoquant.registry``). All randomness comes from the ``random_state`` pymoo passes in, which is
 what makes a resumed search replay the same offspring.
 """
 
@@ -16,8 +17,8 @@ from pymoo.core.mutation import Mutation
 from pymoo.core.sampling import Sampling
 
 from evoquant.errors import UserError
+from evoquant.registry import CROSSOVERS, MUTATIONS, UnknownName, lookup
 
-SPLITS = ("midpoint", "random", "module")
 MAX_SAMPLING_ROUNDS = 100
 
 
@@ -25,6 +26,7 @@ def _bounds(problem) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(problem.xl, dtype=int), np.asarray(problem.xu, dtype=int)
 
 
+@MUTATIONS.register_module("adjacent")
 class AdjacentBitMutation(Mutation):
     """A mutated gene steps one level up or down (2<->4<->8<->16), never jumps.
 
@@ -41,6 +43,7 @@ class AdjacentBitMutation(Mutation):
         return np.where(mutate, X + step, X)
 
 
+@MUTATIONS.register_module("random_reset")
 class RandomResetMutation(Mutation):
     """The thesis's first variant: a mutated gene takes any other level of its alphabet."""
 
@@ -53,40 +56,76 @@ class RandomResetMutation(Mutation):
         return np.where(mutate, other, X)
 
 
-class HalfSplitCrossover(Crossover):
+class SplitCrossover(Crossover):
     """Two parents swap the genes after one split point, giving two children.
 
-    ``split``: ``midpoint`` (L // 2, the thesis), ``random`` (uniform in 1..L-1, drawn
-    per mating) or ``module`` (of ``boundaries``, the gene indices where a main module
-    starts, the one nearest the middle), so a child inherits whole main modules.
+    Where the point falls is the subclass's ``points``; ``boundaries`` are the gene
+    indices where a main module starts. Registered in ``CROSSOVERS`` (what
+    ``search.crossover`` names): ``midpoint`` (L // 2, the thesis), ``random``
+    (uniform in 1..L-1, drawn per mating) and ``module`` (the boundary nearest the
+    middle, so a child inherits whole main modules).
     """
 
-    def __init__(
-        self, split: str = "midpoint", boundaries: Sequence[int] = (), **kwargs
-    ) -> None:
+    def __init__(self, boundaries: Sequence[int] = (), **kwargs) -> None:
         super().__init__(2, 2, **kwargs)
-        if split not in SPLITS:
-            raise UserError(f"unknown crossover split {split!r}: use one of {SPLITS}")
-        if split == "module" and not boundaries:
-            raise UserError(
-                "crossover 'module' needs layers from at least two main modules"
-            )
-        self.split = split
         self.boundaries = np.asarray(boundaries, dtype=int)
 
-    def _points(self, n_matings: int, n_var: int, random_state) -> np.ndarray:
-        if self.split == "random":
-            return random_state.integers(1, max(n_var, 2), size=n_matings)
-        if self.split == "module":
-            nearest = self.boundaries[np.argmin(np.abs(2 * self.boundaries - n_var))]
-            return np.full(n_matings, nearest)
-        return np.full(n_matings, n_var // 2)
+    def points(self, n_matings: int, n_var: int, random_state) -> np.ndarray:
+        """One split point per mating: genes before it come from the first parent."""
+        raise NotImplementedError
 
     def _do(self, problem, X, random_state=None, **kwargs):
         _, n_matings, n_var = X.shape
-        points = self._points(n_matings, n_var, random_state)
+        points = self.points(n_matings, n_var, random_state)
         head = np.arange(n_var)[None, :] < points[:, None]
         return np.stack([np.where(head, X[0], X[1]), np.where(head, X[1], X[0])])
+
+
+@CROSSOVERS.register_module("midpoint")
+class MidpointCrossover(SplitCrossover):
+    """The thesis's crossover: the split is the middle of the genome, L // 2."""
+
+    def points(self, n_matings: int, n_var: int, random_state) -> np.ndarray:
+        return np.full(n_matings, n_var // 2)
+
+
+@CROSSOVERS.register_module("random")
+class RandomSplitCrossover(SplitCrossover):
+    """The split is drawn uniformly in 1..L-1, once per mating."""
+
+    def points(self, n_matings: int, n_var: int, random_state) -> np.ndarray:
+        return random_state.integers(1, max(n_var, 2), size=n_matings)
+
+
+@CROSSOVERS.register_module("module")
+class ModuleSplitCrossover(SplitCrossover):
+    """The split is the main-module boundary nearest the middle of the genome."""
+
+    def __init__(self, boundaries: Sequence[int] = (), **kwargs) -> None:
+        super().__init__(boundaries, **kwargs)
+        if not len(self.boundaries):
+            raise UserError(
+                "crossover 'module' needs layers from at least two main modules"
+            )
+
+    def points(self, n_matings: int, n_var: int, random_state) -> np.ndarray:
+        nearest = self.boundaries[np.argmin(np.abs(2 * self.boundaries - n_var))]
+        return np.full(n_matings, nearest)
+
+
+def split_crossover(
+    split: str = "midpoint", boundaries: Sequence[int] = (), **kwargs
+) -> Crossover:
+    """The crossover registered as ``split``, built as the search builds it."""
+    try:
+        crossover = lookup(CROSSOVERS, split)
+    except UnknownName as error:
+        raise UserError(str(error)) from None
+    return crossover(boundaries, **kwargs)
+
+
+HalfSplitCrossover = split_crossover
+"""The old name (evoquant 0.3), kept for code that imports it: ``split_crossover``."""
 
 
 def _unique_rows(X: np.ndarray) -> np.ndarray:

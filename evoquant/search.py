@@ -30,12 +30,8 @@ from evoquant.checkpoint import Checkpoint, write_checkpoint
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.protocol import GenomeEvaluator
-from evoquant.operators import (
-    AdjacentBitMutation,
-    HalfSplitCrossover,
-    RandomResetMutation,
-    UniformPlusRandomSampling,
-)
+from evoquant.operators import UniformPlusRandomSampling
+from evoquant.registry import CROSSOVERS, MUTATIONS, UnknownName, lookup
 from evoquant.rundir import CHECKPOINT_DIR, RunRecord
 from evoquant.space import SearchSpace
 
@@ -56,14 +52,16 @@ def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
         raise UserError("search.mutation_prob must be in (0, 1]")
     if not 0 <= search.crossover_prob <= 1:
         raise UserError("search.crossover_prob must be in [0, 1]")
-    mutation = {"adjacent": AdjacentBitMutation, "random_reset": RandomResetMutation}
+    try:
+        mutation = lookup(MUTATIONS, search.mutation)
+        crossover = lookup(CROSSOVERS, search.crossover)
+    except UnknownName as error:
+        raise UserError(f"search: {error}") from None
     return NSGA2(
         pop_size=search.pop_size,
         sampling=UniformPlusRandomSampling(space.uniform_genomes()),
-        crossover=HalfSplitCrossover(
-            search.crossover, space.module_boundaries(), prob=search.crossover_prob
-        ),
-        mutation=mutation[search.mutation](prob_var=search.mutation_prob),
+        crossover=crossover(space.module_boundaries(), prob=search.crossover_prob),
+        mutation=mutation(prob_var=search.mutation_prob),
         eliminate_duplicates=True,
         seed=config.seed,
     )
@@ -113,7 +111,7 @@ class Search:
         self.record = record
         self.on_generation = on_generation
         self.objectives = tuple(config.search.objectives)
-        self.problem = Problem(
+        self.pymoo_problem = Problem(
             n_var=space.n_genes,
             n_obj=len(self.objectives),
             xl=space.xl,
@@ -121,7 +119,7 @@ class Search:
             vtype=int,
         )
         self.algorithm = build_algorithm(config, space)
-        self.algorithm.setup(self.problem, termination=NoTermination())
+        self.algorithm.setup(self.pymoo_problem, termination=NoTermination())
         self.counts = (0, 0)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -150,7 +148,9 @@ class Search:
                 )
                 break
             F = self._objectives(infills.get("X"), self.generation + 1)
-            self.algorithm.evaluator.eval(StaticProblem(self.problem, F=F), infills)
+            self.algorithm.evaluator.eval(
+                StaticProblem(self.pymoo_problem, F=F), infills
+            )
             self.algorithm.tell(infills=infills)
             self._finish_generation()
         return self.population()
@@ -259,7 +259,7 @@ class Search:
                 f"{F.shape}, this config needs {len(self.objectives)} per genome"
             )
         pop = Population.new("X", X)
-        Evaluator().eval(StaticProblem(self.problem, F=F), pop)
+        Evaluator().eval(StaticProblem(self.pymoo_problem, F=F), pop)
         pop.set(
             "rank", np.array(checkpoint.rank), "crowding", np.array(checkpoint.crowding)
         )

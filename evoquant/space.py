@@ -18,19 +18,84 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from evoquant import targets as support
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.quant.fakequant import BIT_WIDTHS
 from evoquant.quant.layers import Layer
+from evoquant.registry import GENE_POLICIES, TARGETS, UnknownName, lookup
 
-POLICIES = ("thesis", "two_genes")
 ACTIVATION_ALPHABET = (8, 16)
+WEIGHTS, ACTIVATIONS = "weights", "activations"
 
 
 def thesis_activation_bits(weight_bits: int) -> int:
     """The thesis's convention: 8-bit activations up to W8, 16-bit with W16."""
     return 16 if weight_bits > 8 else 8
+
+
+class GenePolicy:
+    """How a layer's widths become genes: ``search.policy``, registered in ``GENE_POLICIES``.
+
+    ``genes`` gives a layer's genes in order, each a role (``weights`` or
+    ``activations``) and the widths it may take; a layer without an ``activations``
+    gene gets the activation width its weights imply (``SearchSpace.activation_bits``).
+    ``name`` is the spelling configs and run files store.
+    """
+
+    name = ""
+    derives_activations = True
+    """No activation gene: the weight gene sets both widths (what a target needs)."""
+
+    def genes(
+        self, weights: tuple[int, ...], pinned: int | None
+    ) -> list[tuple[str, tuple[int, ...]]]:
+        return [(WEIGHTS, weights)]
+
+    def uniform_activations(self) -> tuple[int | None, ...]:
+        """The activation widths uniform genomes are made with (None: the implied one)."""
+        return (None,)
+
+
+@GENE_POLICIES.register_module(["weight_gene", "thesis"])
+class WeightGene(GenePolicy):
+    """One gene per layer, its weight width; activations follow (the thesis's W -> A)."""
+
+    name = "thesis"
+
+
+@GENE_POLICIES.register_module(["weight_and_activation_genes", "two_genes"])
+class WeightAndActivationGenes(GenePolicy):
+    """Two genes per layer: weight width, then activation width (8 or 16)."""
+
+    name = "two_genes"
+    derives_activations = False
+
+    def genes(
+        self, weights: tuple[int, ...], pinned: int | None
+    ) -> list[tuple[str, tuple[int, ...]]]:
+        acts = (
+            ACTIVATION_ALPHABET if pinned is None else (thesis_activation_bits(pinned),)
+        )
+        return [(WEIGHTS, weights), (ACTIVATIONS, acts)]
+
+    def uniform_activations(self) -> tuple[int | None, ...]:
+        return ACTIVATION_ALPHABET
+
+
+def gene_policy(name: str) -> GenePolicy:
+    """The policy registered as ``name``; an unknown one is a UserError listing the rest."""
+    try:
+        return lookup(GENE_POLICIES, name)()
+    except UnknownName as error:
+        raise UserError(str(error)) from None
+
+
+def target_rules(name: str):
+    """The deployment target registered as ``name`` (``evoquant.targets.Target``)."""
+    try:
+        return lookup(TARGETS, name)
+    except UnknownName as error:
+        raise UserError(str(error)) from None
 
 
 def _check_alphabet(alphabet: Iterable[int]) -> tuple[int, ...]:
@@ -86,16 +151,15 @@ class SearchSpace:
     ) -> None:
         if not layers:
             raise UserError("no quantizable layer to search")
-        if policy not in POLICIES:
-            raise UserError(f"unknown gene policy {policy!r}: use one of {POLICIES}")
-        if target is not None and target not in support.TARGETS:
-            raise UserError(f"unknown target {target!r}: use one of {support.TARGETS}")
-        if target is not None and policy != "thesis":
+        self.gene_policy = gene_policy(policy)
+        self.rules = None if target is None else target_rules(target)
+        if target is not None and not self.gene_policy.derives_activations:
             raise UserError(
-                f"target {target} derives activations from weights: use search.policy thesis"
+                f"target {target} derives activations from weights: use search.policy "
+                "thesis (weight_gene)"
             )
         self.layers = tuple(layers)
-        self.policy = policy
+        self.policy = self.gene_policy.name or policy
         self.target = target
         self.alphabet = _check_alphabet(alphabet)
         self.fixed = _resolve_fixed(self.layers, fixed or {}, self.alphabet)
@@ -111,14 +175,8 @@ class SearchSpace:
                     f"cannot run for a {layer.kind} layer (it can: {list(allowed)})"
                 )
             weights = allowed if pinned is None else (pinned,)
-            self._genes.append((index, "weights", weights))
-            if policy == "two_genes":
-                acts = (
-                    ACTIVATION_ALPHABET
-                    if pinned is None
-                    else (thesis_activation_bits(pinned),)
-                )
-                self._genes.append((index, "activations", acts))
+            for role, widths in self.gene_policy.genes(weights, pinned):
+                self._genes.append((index, role, tuple(widths)))
         self.xl = np.zeros(self.n_genes, dtype=int)
         self.xu = np.array(
             [len(alphabet) - 1 for *_, alphabet in self._genes], dtype=int
@@ -130,7 +188,9 @@ class SearchSpace:
         """The configured alphabet, less what the target cannot run for this layer."""
         if self.target is None:
             return self.alphabet
-        runnable = {w for w, _ in support.deployable_configs(layer.kind, weight_shape)}
+        runnable = {
+            w for w, _ in self.rules.deployable_configs(layer.kind, weight_shape)
+        }
         allowed = tuple(bits for bits in self.alphabet if bits in runnable)
         if not allowed:
             raise UserError(
@@ -159,8 +219,8 @@ class SearchSpace:
 
     def activation_bits(self, weight_bits: int) -> int:
         """Activation width a weight gene implies: the thesis rule, or the target's."""
-        if self.target is not None:
-            return support.activation_bits(weight_bits)
+        if self.rules is not None:
+            return self.rules.activation_bits(weight_bits)
         return thesis_activation_bits(weight_bits)
 
     @property
@@ -170,23 +230,28 @@ class SearchSpace:
 
     @property
     def gene_names(self) -> list[str]:
-        """One label per gene: the layer name, suffixed with W or A under ``two_genes``."""
-        if self.policy == "two_genes":
-            return [
-                f"{self.layers[i].name} ({role[0].upper()})"
-                for i, role, _ in self._genes
-            ]
-        return [layer.name for layer in self.layers]
+        """One label per gene: the layer name, suffixed with W or A where a layer has two."""
+        if self.gene_policy.derives_activations:
+            return [self.layers[i].name for i, *_ in self._genes]
+        return [
+            f"{self.layers[i].name} ({role[0].upper()})" for i, role, _ in self._genes
+        ]
+
+    def _per_layer(self, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """Per layer, its genes' ``values`` by role."""
+        layers: list[dict[str, Any]] = [{} for _ in self.layers]
+        for (index, role, _), value in zip(self._genes, values):
+            layers[index][role] = value
+        return layers
 
     def reachable_configs(self) -> set[tuple[int, int]]:
         """Every (weight bits, activation bits) some genome of this space can ask a layer for."""
-        alphabets = self.gene_alphabets
-        if self.policy == "two_genes":
-            pairs = zip(alphabets[0::2], alphabets[1::2])
-            return {(w, a) for weights, acts in pairs for w in weights for a in acts}
-        return {
-            (w, self.activation_bits(w)) for alphabet in alphabets for w in alphabet
-        }
+        reachable = set()
+        for genes in self._per_layer(self.gene_alphabets):
+            for w in genes[WEIGHTS]:
+                acts = genes.get(ACTIVATIONS, (self.activation_bits(w),))
+                reachable |= {(w, a) for a in acts}
+        return reachable
 
     @property
     def gene_alphabets(self) -> list[tuple[int, ...]]:
@@ -217,9 +282,11 @@ class SearchSpace:
     def bit_configs(self, bits: Sequence[int]) -> list[tuple[int, int]]:
         """Per layer ``(weight bits, activation bits)``, the policy applied."""
         self.from_bits(bits)
-        if self.policy == "two_genes":
-            return [(int(w), int(a)) for w, a in zip(bits[0::2], bits[1::2])]
-        return [(int(w), self.activation_bits(int(w))) for w in bits]
+        configs = []
+        for genes in self._per_layer(bits):
+            w = int(genes[WEIGHTS])
+            configs.append((w, int(genes.get(ACTIVATIONS, self.activation_bits(w)))))
+        return configs
 
     def uniform(
         self, weight_bits: int, activation_bits: int | None = None
@@ -234,13 +301,15 @@ class SearchSpace:
             if activation_bits is None
             else activation_bits
         )
-        if self.policy == "thesis" and acts != self.activation_bits(weight_bits):
+        if self.gene_policy.derives_activations and acts != self.activation_bits(
+            weight_bits
+        ):
             raise UserError(
                 f"policy 'thesis' derives activations from weights: W{weight_bits}A{acts} is not reachable"
             )
         bits = []
         for _, role, alphabet in self._genes:
-            wanted = weight_bits if role == "weights" else acts
+            wanted = weight_bits if role == WEIGHTS else acts
             bits.append(alphabet[0] if len(alphabet) == 1 else wanted)
         return self.from_bits(bits)
 
@@ -249,15 +318,13 @@ class SearchSpace:
         free = [
             alphabet
             for index, role, alphabet in self._genes
-            if role == "weights" and self.layers[index].name not in self.fixed
+            if role == WEIGHTS and self.layers[index].name not in self.fixed
         ]
         return tuple(w for w in self.alphabet if all(w in a for a in free))
 
     def uniform_genomes(self) -> np.ndarray:
         """Every uniform configuration the alphabets allow, as rows of level indices."""
-        acts: Sequence[int | None] = (
-            ACTIVATION_ALPHABET if self.policy == "two_genes" else (None,)
-        )
+        acts = self.gene_policy.uniform_activations()
         return np.array(
             [self.uniform(w, a) for w, a in product(self.uniform_levels(), acts)],
             dtype=int,

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from evoquant.registry import TARGETS
+
 BitConfig = tuple[int, int]
 
-TARGETS = ("tensorrt",)
 INT4_BLOCK_SIZES = (128, 64)
 """Block sizes TensorRT accepts for INT4 weights, preferred first."""
 
@@ -100,3 +101,30 @@ def promotion_reason(
         )
         reasons.append(f"TensorRT runs {supported} for {kind}, not W{weights}A{acts}")
     return "; ".join(reasons)
+
+
+class Target:
+    """A deployment target as the search space reads it (``target:`` names one in
+    ``TARGETS``): the configs it runs per layer and the activation width a weight
+    gene implies."""
+
+    name = ""
+
+    @staticmethod
+    def deployable_configs(
+        kind: str, weight_shape: Sequence[int]
+    ) -> tuple[BitConfig, ...]:
+        raise NotImplementedError
+
+    @staticmethod
+    def activation_bits(weight_bits: int) -> int:
+        raise NotImplementedError
+
+
+@TARGETS.register_module("tensorrt")
+class TensorRT(Target):
+    """TensorRT's rules: this module's."""
+
+    name = "tensorrt"
+    deployable_configs = staticmethod(deployable_configs)
+    activation_bits = staticmethod(activation_bits)

@@ -1,8 +1,9 @@
 """Problem names -> factories, so a config can name a built-in or a user's own factory.
 
-Built-ins are import paths resolved on first use: naming ``digits`` must not pay for
-importing torchvision, and a user's model plugs in as ``package.module:factory``
-without editing evoquant.
+The names live in ``evoquant.registry.PROBLEMS`` (mmengine's ``Registry``). Built-ins are
+``Lazy`` import paths resolved on first use: naming ``digits`` must not pay for
+importing torchvision. A user's model plugs in as ``package.module:factory`` without
+editing evoquant, or under a name of its own with ``@register_problem(name)``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.errors import PydanticUserError
 
 from evoquant.errors import UserError
+from evoquant.registry import PROBLEMS, Lazy, register, unknown
 from problems.base import Problem
 
 ProblemFactory = Callable[..., Problem]
@@ -28,24 +30,20 @@ BUILTIN_PROBLEMS = {
     "bevfusion_mini": "problems.bevfusion.mini.problem:bevfusion_mini_problem",
     "bevfusion_mmdet3d": "problems.bevfusion.mmdet3d_adapter:bevfusion_mmdet3d_problem",
 }
+"""Registered as ``Lazy`` import paths: the module loads when the name is first built."""
 
-_REGISTERED: dict[str, ProblemFactory] = {}
+for _name, _path in BUILTIN_PROBLEMS.items():
+    if _name not in PROBLEMS.module_dict:
+        PROBLEMS.register_module(name=_name, module=Lazy(_path))
 
 
 def register_problem(name: str) -> Callable[[ProblemFactory], ProblemFactory]:
-    """Decorator: make ``factory(**args) -> Problem`` available as ``name``."""
+    """Decorator: make ``factory(**args) -> Problem`` available as ``name``.
 
-    def decorate(factory: ProblemFactory) -> ProblemFactory:
-        path = f"{factory.__module__}:{factory.__qualname__}"
-        taken = _REGISTERED.get(name)
-        if (taken is not None and taken is not factory) or BUILTIN_PROBLEMS.get(
-            name, path
-        ) != path:
-            raise ValueError(f"problem name {name!r} is already taken")
-        _REGISTERED[name] = factory
-        return factory
-
-    return decorate
+    The same as ``evoquant.registry.register(PROBLEMS, name)``; a built-in's own module
+    replaces its lazy stand-in, any other factory under a taken name is refused.
+    """
+    return register(PROBLEMS, name)
 
 
 def _import_factory(path: str) -> ProblemFactory:
@@ -66,17 +64,15 @@ def _import_factory(path: str) -> ProblemFactory:
 
 
 def get_factory(name: str) -> ProblemFactory:
-    """The factory for a registered name, a built-in name or an import path."""
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    if name in BUILTIN_PROBLEMS:
-        return _import_factory(BUILTIN_PROBLEMS[name])
+    """The factory registered as ``name`` (a built-in imported now), or at an import path."""
+    part = PROBLEMS.module_dict.get(name)
+    if isinstance(part, Lazy):
+        return _import_factory(part.path)
+    if part is not None:
+        return part
     if ":" in name:
         return _import_factory(name)
-    known = ", ".join(sorted({*BUILTIN_PROBLEMS, *_REGISTERED}))
-    raise UserError(
-        f"unknown problem {name!r}: use one of {known} or 'package.module:factory'"
-    )
+    raise UserError(str(unknown(PROBLEMS, name, " or 'package.module:factory'")))
 
 
 def _signature(factory: ProblemFactory) -> inspect.Signature | None:

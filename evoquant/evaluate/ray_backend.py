@@ -25,11 +25,11 @@ from typing import Any, Self
 
 from evoquant.archive import FAILED
 from evoquant.config import EvaluatorConfig
-from evoquant.errors import UserError
+from evoquant.errors import RunStopped, UserError
 from evoquant.evaluate.attempt import RetryPolicy, ToConfigs
 from evoquant.evaluate.ray_session import ray_session
 from evoquant.evaluate.shared_table import to_arrays
-from evoquant.evaluate.worker import EvaluationWorker, FitnessFactory, WorkerState
+from evoquant.evaluate.worker import EvaluationWorker, MakeFitness, WorkerState
 from evoquant.quant.table import QuantTable
 
 IN_FLIGHT = 2
@@ -45,8 +45,8 @@ Genome = tuple[int, ...]
 log = logging.getLogger(__name__)
 
 
-class WorkersLost(UserError):
-    """Every Ray worker is gone. Not the user's mistake, but reported the same way (one
+class WorkersLost(RunStopped):
+    """Every Ray worker is gone: not the user's mistake, but reported the same way (one
     line, exit status 2): the run dir holds a valid checkpoint and resumes."""
 
 
@@ -120,7 +120,7 @@ class RayEvaluator(AbstractContextManager):
 
     def __init__(
         self,
-        factory: FitnessFactory,
+        factory: MakeFitness,
         table: QuantTable,
         to_configs: ToConfigs,
         options: EvaluatorConfig,

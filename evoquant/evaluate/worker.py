@@ -29,11 +29,11 @@ from evoquant.problem import build_problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable
 
-FitnessFactory = Callable[[QuantTable], Fitness]
+MakeFitness = Callable[[QuantTable], Fitness]
 
 
 @dataclass(frozen=True)
-class ProblemFitness:
+class FitnessFactory:
     """Builds the run's ``GenomeFitness`` in the calling process (model, data, FP32 references).
 
     ``layers`` comes from the driver rather than from a new layer search, so genes map to
@@ -63,7 +63,7 @@ class WorkerState:
 class EvaluationWorker:
     """Holds one fitness for the life of its process; answers one genome per call."""
 
-    def __init__(self, factory: FitnessFactory, table: QuantTable, threads: int):
+    def __init__(self, factory: MakeFitness, table: QuantTable, threads: int):
         """``table`` holds numpy arrays (``to_arrays``): the object store's shared copy."""
         deterministic_cuda()  # before the problem puts anything on a GPU
         torch.set_num_threads(threads)  # the process is ours: N workers share the cores

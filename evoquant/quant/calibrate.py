@@ -30,6 +30,7 @@ from evoquant.config import QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.fakequant import compute_qparams, fake_quantize
 from evoquant.quant.layers import Layer
+from evoquant.registry import RANGE_ESTIMATORS, UnknownName, lookup
 
 HISTOGRAM_BINS = {True: 256, False: 2048}
 """Bins per channel (per-channel ranges) and per tensor: a per-channel histogram holds
@@ -118,18 +119,18 @@ class InputRange:
         self.histogram = counts if self.histogram is None else self.histogram + counts
 
     def bounds(self, bits: int, scheme: str) -> tuple[Tensor, Tensor]:
-        """The range a ``bits``-wide activation quantizer of ``scheme`` uses."""
-        estimator = self.settings.estimator
-        if estimator == "minmax":
-            return self.min, self.max
-        key = (bits, scheme) if estimator == "mse" else (0, "")
+        """The range a ``bits``-wide activation quantizer of ``scheme`` uses: what the
+        estimator registered as ``settings.estimator`` makes of the observations."""
+        return estimator_of(self.settings)(self, bits, scheme)
+
+    def cached(
+        self, key: tuple[int, str], compute: Callable[[], tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, Tensor]:
+        """``compute()`` once per ``key``, from the histogram pass."""
         if key not in self._bounds:
             if self.histogram is None:
                 raise ValueError("the robust estimators need the histogram pass")
-            if estimator == "percentile":
-                self._bounds[key] = self._percentile_bounds()
-            else:
-                self._bounds[key] = self._mse_bounds(bits, scheme)
+            self._bounds[key] = compute()
         return self._bounds[key]
 
     def _percentile_bounds(self) -> tuple[Tensor, Tensor]:
@@ -166,6 +167,42 @@ class InputRange:
         return self.min * best.reshape(self.min.shape), self.max * best.reshape(
             self.max.shape
         )
+
+
+RangeEstimator = Callable[[InputRange, int, str], tuple[Tensor, Tensor]]
+"""``estimator(observed, bits, scheme) -> (low, high)``, registered in
+``RANGE_ESTIMATORS`` under the name ``quant.activations.estimator`` gives. One with
+``needs_histogram = False`` is spared calibration's second (histogram) pass."""
+
+
+@RANGE_ESTIMATORS.register_module("minmax")
+def minmax_range(observed: InputRange, bits: int, scheme: str) -> tuple[Tensor, Tensor]:
+    """The observed extremes."""
+    return observed.min, observed.max
+
+
+minmax_range.needs_histogram = False
+
+
+@RANGE_ESTIMATORS.register_module("percentile")
+def percentile_range(
+    observed: InputRange, bits: int, scheme: str
+) -> tuple[Tensor, Tensor]:
+    """The ``100 - percentile`` and ``percentile`` percentiles of the histogram."""
+    return observed.cached((0, ""), observed._percentile_bounds)
+
+
+@RANGE_ESTIMATORS.register_module("mse")
+def mse_range(observed: InputRange, bits: int, scheme: str) -> tuple[Tensor, Tensor]:
+    """The clip of least quantization error on the histogram, per width and scheme."""
+    return observed.cached((bits, scheme), lambda: observed._mse_bounds(bits, scheme))
+
+
+def estimator_of(settings: RangeSettings) -> RangeEstimator:
+    try:
+        return lookup(RANGE_ESTIMATORS, settings.estimator)
+    except UnknownName as error:
+        raise UserError(f"quant.activations.estimator: {error}") from None
 
 
 Hook = Callable[[Layer, nn.Module, tuple[Tensor, ...], Tensor], None]
@@ -233,7 +270,7 @@ def calibrate_ranges(
     for _, group in main_module_groups(layers):
         with layer_hooks(model, group, observe):
             run_batches(model, run, batches)
-        if settings.estimator != "minmax":
+        if getattr(estimator_of(settings), "needs_histogram", True):
             reached = [layer for layer in group if layer.name in ranges]
             with layer_hooks(model, reached, count):
                 run_batches(model, run, batches)

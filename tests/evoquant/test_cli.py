@@ -334,3 +334,100 @@ def test_quantize_digits_uniform_table(capsys, in_tmp):
     costs = [row["relative_cost"] for row in rows.values()]
     assert costs == [1.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
     assert (in_tmp / "runs/digits/quant_table.json").is_file()
+
+
+# --- options common to every command ----------------------------------------------------
+
+
+def test_version(capsys):
+    from evoquant import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"evoquant {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["-v", "status", "x"], ["status", "-v", "x"], ["status", "x", "--verbose"]],
+)
+def test_verbose_before_or_after_the_command(argv):
+    from evoquant.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose is True
+    assert build_parser().parse_args(["status", "x"]).verbose is False
+
+
+def test_help_is_for_users_and_shows_defaults(capsys):
+    from evoquant.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "calibrate" in text and "Only the standard library" not in text
+    with pytest.raises(SystemExit):
+        main(["bench-engine", "--help"])
+    assert "(default: 200)" in capsys.readouterr().out
+
+
+def test_quantize_is_the_old_name_of_calibrate():
+    from evoquant.cli import build_parser, calibrate
+
+    for name in ("calibrate", "quantize"):
+        assert build_parser().parse_args([name, "c.yaml"]).handler is calibrate
+
+
+def test_cfg_options_and_flags_merge_in_one_place():
+    from evoquant.cli import apply_overrides, build_parser
+    from evoquant.config import parse_config
+
+    config = parse_config(small_digits_config())
+    args = build_parser().parse_args(
+        [
+            "search", "c.yaml", "--pop-size", "6", "--cfg-options",
+            "search.pop_size=8", "seed=3", "search.mutation=random_reset",
+            "quant.alpha.enabled=false", "search.alphabet=[4, 8]",
+        ]
+    )  # fmt: skip
+    changed = apply_overrides(config, args, {"search": {"pop_size": 6}, "seed": None})
+    assert changed.search.pop_size == 8  # --cfg-options wins over the flag
+    assert changed.seed == 3 and changed.search.mutation == "random_reset"
+    assert changed.quant.alpha.enabled is False and changed.search.alphabet == [4, 8]
+    assert changed.quant.alpha.start == config.quant.alpha.start  # merged, not replaced
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (["search.popsize=8"], "command line: search.popsize: unknown key"),
+        (["search.pop_size=1"], "search.pop_size: Value error, pop_size must be at least 2"),
+        (["search.pop_size=many"], "command line: search.pop_size: Input should be a valid"),
+        (["search.mutation=flip"], "unknown mutation 'flip': use one of adjacent, random_reset"),
+        (["pop_size"], "--cfg-options 'pop_size': expected key=value"),
+        (["search.alphabet=[4"], "--cfg-options 'search.alphabet=[4': the value is not valid YAML"),
+    ],
+)  # fmt: skip
+def test_bad_cfg_options_are_one_line(capsys, in_tmp, options, match):
+    config = write_config(in_tmp / "digits.yaml", small_digits_config())
+    for command in ("search", "calibrate"):
+        user_error(capsys, command, str(config), "--cfg-options", *options, match=match)
+    assert not (in_tmp / "runs").exists()
+
+
+def test_run_stopped_is_one_line_exit_2(capsys, monkeypatch):
+    from evoquant import cli
+    from evoquant.errors import RunStopped, UserError
+    from evoquant.evaluate.ray_backend import WorkersLost
+
+    assert issubclass(WorkersLost, RunStopped) and not issubclass(
+        WorkersLost, UserError
+    )
+
+    def stopped(args):
+        raise WorkersLost("every Ray worker is gone: 'evoquant resume x' continues")
+
+    monkeypatch.setattr(cli, "status", stopped)
+    monkeypatch.setattr(cli.build_parser, "__defaults__", None, raising=False)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["status"].set_defaults(handler=stopped)
+    user_error(capsys, "status", "x", match="every Ray worker is gone")

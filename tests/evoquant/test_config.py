@@ -569,7 +569,11 @@ def test_activation_settings_change_the_digests(activations):
 @pytest.mark.parametrize(
     ("activations", "message"),
     [
-        ({"estimator": "median"}, "quant.activations.estimator: Input should be"),
+        (
+            {"estimator": "median"},
+            "quant.activations.estimator: unknown activation range estimator "
+            "'median': use one of minmax, mse, percentile",
+        ),
         ({"granularity": "per_row"}, "quant.activations.granularity: Input should be"),
         ({"percentile": 50}, "percentile must be in (50, 100], not 50"),
         ({"percentile": 100.5}, "percentile must be in (50, 100], not 100.5"),

@@ -6,9 +6,9 @@ from pymoo.core.problem import Problem
 from evoquant.errors import UserError
 from evoquant.operators import (
     AdjacentBitMutation,
-    HalfSplitCrossover,
     RandomResetMutation,
     UniformPlusRandomSampling,
+    split_crossover,
 )
 from evoquant.quant.layers import Layer
 from evoquant.space import SearchSpace
@@ -90,7 +90,7 @@ def assert_split(X, children, points):
 def test_midpoint_crossover_swaps_exact_halves():
     rng = np.random.default_rng(5)
     X = parents(rng)
-    children = HalfSplitCrossover()._do(problem(), X, random_state=rng)
+    children = split_crossover()._do(problem(), X, random_state=rng)
     assert_split(X, children, [SPACE.n_genes // 2] * X.shape[1])
 
 
@@ -99,10 +99,10 @@ def test_module_crossover_splits_at_the_module_boundary_nearest_the_middle():
     X = parents(rng)
     boundaries = SPACE.module_boundaries()
     assert boundaries == [12, 24, 36]
-    crossover = HalfSplitCrossover("module", boundaries)
+    crossover = split_crossover("module", boundaries)
     children = crossover._do(problem(), X, random_state=rng)
     assert_split(X, children, [24] * X.shape[1])
-    lopsided = HalfSplitCrossover("module", [3, 40])._do(problem(), X, random_state=rng)
+    lopsided = split_crossover("module", [3, 40])._do(problem(), X, random_state=rng)
     assert_split(X, lopsided, [40] * X.shape[1])
 
 
@@ -110,7 +110,7 @@ def test_random_crossover_splits_each_mating_somewhere_inside():
     rng = np.random.default_rng(7)
     L = SPACE.n_genes
     X = np.stack([np.zeros((200, L), dtype=int), np.ones((200, L), dtype=int)])
-    children = HalfSplitCrossover("random")._do(problem(), X, random_state=rng)
+    children = split_crossover("random")._do(problem(), X, random_state=rng)
     points = (children[0] == 0).sum(axis=1)
     assert_split(X, children, points)
     assert points.min() >= 1 and points.max() <= L - 1
@@ -120,7 +120,7 @@ def test_random_crossover_splits_each_mating_somewhere_inside():
 def test_crossover_never_changes_fixed_genes():
     rng = np.random.default_rng(8)
     for split in ("midpoint", "random", "module"):
-        crossover = HalfSplitCrossover(split, SPACE.module_boundaries(), prob=1.0)
+        crossover = split_crossover(split, SPACE.module_boundaries(), prob=1.0)
         pop = Population.new("X", random_population(rng))
         parents_idx = rng.integers(0, len(pop), size=(20, 2))
         off = crossover.do(problem(), pop, parents_idx, random_state=rng).get("X")
@@ -132,9 +132,12 @@ def test_crossover_never_changes_fixed_genes():
 
 def test_bad_crossover_settings_are_user_errors():
     with pytest.raises(UserError, match="main modules"):
-        HalfSplitCrossover("module", [])
-    with pytest.raises(UserError, match="split"):
-        HalfSplitCrossover("uniform")
+        split_crossover("module", [])
+    with pytest.raises(
+        UserError,
+        match="unknown crossover 'uniform': use one of midpoint, module, random$",
+    ):
+        split_crossover("uniform")
 
 
 def test_sampling_starts_with_every_uniform_configuration():
@@ -159,3 +162,22 @@ def test_sampling_a_space_smaller_than_the_population():
     assert sorted(map(tuple, X)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     few = sampling._do(problem(tiny), 1, random_state=np.random.default_rng(0))
     assert few.tolist() == [[0, 0]]
+
+
+def test_split_crossovers_are_registered_classes():
+    from evoquant.operators import (
+        MidpointCrossover,
+        ModuleSplitCrossover,
+        RandomSplitCrossover,
+        SplitCrossover,
+    )
+    from evoquant.registry import CROSSOVERS, MUTATIONS, lookup, names
+
+    assert names(CROSSOVERS)[:3] == ["midpoint", "module", "random"]
+    assert lookup(CROSSOVERS, "midpoint") is MidpointCrossover
+    assert lookup(CROSSOVERS, "random") is RandomSplitCrossover
+    assert lookup(CROSSOVERS, "module") is ModuleSplitCrossover
+    assert issubclass(ModuleSplitCrossover, SplitCrossover)
+    assert lookup(MUTATIONS, "adjacent") is AdjacentBitMutation
+    assert lookup(MUTATIONS, "random_reset") is RandomResetMutation
+    assert isinstance(split_crossover("module", [3, 40]), ModuleSplitCrossover)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from evoquant.errors import UserError
+from evoquant.registry import PROBLEMS
 from problems import registry
 from problems.base import Problem
 from problems.registry import build_problem, register_problem
@@ -23,7 +24,7 @@ def tiny_problem(width: int = 2) -> Problem:
 
 @pytest.fixture(autouse=True)
 def isolated_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    monkeypatch.setattr(PROBLEMS, "_module_dict", dict(PROBLEMS.module_dict))
 
 
 @pytest.fixture
