@@ -571,8 +571,10 @@ def test_activation_settings_change_the_digests(activations):
     [
         (
             {"estimator": "median"},
-            "quant.activations.estimator: unknown activation range estimator "
-            "'median': use one of minmax, mse, percentile",
+            (
+                "quant.activations.estimator: unknown activation range estimator "
+                "'median': use one of minmax, mse, percentile"
+            ),
         ),
         ({"granularity": "per_row"}, "quant.activations.granularity: Input should be"),
         ({"percentile": 50}, "percentile must be in (50, 100], not 50"),
@@ -600,3 +602,27 @@ def test_tensorrt_refuses_per_channel_activations():
         }
     )
     assert not config.quant.per_channel_activations
+
+
+@pytest.mark.parametrize(
+    ("new", "old"),
+    [
+        ({"quant": {"scheme": "affine"}}, {"quant": {"scheme": "thesis"}}),
+        ({"quant": {"scheme": "symmetric"}}, {"quant": {"scheme": "tensorrt"}}),
+        ({"search": {"policy": "weight_gene"}}, {"search": {"policy": "thesis"}}),
+        (
+            {"search": {"policy": "weight_and_activation_genes"}},
+            {"search": {"policy": "two_genes"}},
+        ),
+        (
+            {"target": "tensorrt", "quant": {"scheme": "symmetric"}},
+            {"target": "tensorrt", "quant": {"scheme": "tensorrt"}},
+        ),
+    ],
+)
+def test_new_spellings_store_the_old_and_keep_the_digest(new, old):
+    base = {"problem": {"name": "digits"}}
+    renamed, stored = parse_config(base | new), parse_config(base | old)
+    assert renamed == stored
+    assert renamed.digest() == stored.digest()
+    assert renamed.model_dump() == stored.model_dump()
