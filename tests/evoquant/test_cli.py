@@ -274,6 +274,7 @@ def test_refused_resume_leaves_the_quant_table_alone(capsys, tiny_run, tmp_path)
     assert changed_files(before, snapshot(run_dir)) in ([], ["run.log"])
 
 
+@pytest.mark.slow
 def test_subprocess_refused_resume_is_one_line(tiny_run, tmp_path):
     run_dir = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     run_config = json.loads((run_dir / "run.json").read_text())["config"]

@@ -16,6 +16,9 @@ import yaml
 from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 
+# digits searches, resumes and exports through the command line
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 
 

@@ -353,6 +353,7 @@ def make_read_only(path: Path) -> None:
         item.chmod(0o555 if item.is_dir() else 0o444)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, match",
     [
@@ -370,6 +371,7 @@ def test_a_read_only_run_dir_is_refused_in_one_line(run, evoquant_process, argv,
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_status_reads_a_healthy_read_only_run(run, evoquant_process):
     for name in ("archive.sqlite-wal", "archive.sqlite-shm"):
         (run / name).unlink(missing_ok=True)
@@ -379,6 +381,7 @@ def test_status_reads_a_healthy_read_only_run(run, evoquant_process):
     assert "generation 2 of 2" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_read_only_working_directory_is_refused_in_one_line(
     tmp_path, evoquant_process
 ):
@@ -445,6 +448,7 @@ def test_a_full_disk_ends_a_search_in_one_line(small_disk, cli, capsys, monkeypa
     assert not list(small_disk.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_resume_damages_nothing(
     finished, small_disk, tmp_path, cli, capsys, monkeypatch
 ):
@@ -500,6 +504,7 @@ def test_bad_flags_and_problem_args_write_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
 
 
+@pytest.mark.slow
 def test_a_two_genes_search_reports_every_gene(tmp_path, cli, monkeypatch):
     """Two genes per layer (weights, activations): the reports name both."""
     monkeypatch.chdir(tmp_path)

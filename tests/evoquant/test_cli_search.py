@@ -22,6 +22,9 @@ from evoquant.report.front import knee_point
 from evoquant.report.summary import compact_bits
 from problems.cnn.digits import load_digits_net
 
+# the 40 x 25 acceptance search (about a minute)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 DIGITS_CONFIG = REPO / "problems" / "configs" / "digits.yaml"
 POP_SIZE, GENERATIONS = 40, 25

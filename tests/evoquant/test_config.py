@@ -178,6 +178,7 @@ def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
         load_config(path)
 
 
+@pytest.mark.slow
 def test_a_file_without_read_permission_is_one_line(tmp_path, evoquant_process):
     """Through a real process that honours permissions, as root too."""
     path = write(tmp_path, "problem: {name: digits}\n")

@@ -310,6 +310,7 @@ def archive_rows(path, generation):
         db.close()
 
 
+@pytest.mark.slow
 def test_sigkill_in_generation_four_resumes_exactly(tmp_path):
     config = make_config()
     straight_dir = tmp_path / "straight"

@@ -26,6 +26,9 @@ from evoquant.errors import UserError
 from evoquant.evaluate.ray_backend import placement
 from evoquant.evaluate.ray_session import ray_session
 
+# a private Ray instance and Ray searches (about a minute)
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 SMALL_ARGS = {"batch_size": 64, "calibration_batches": 2, "fitness_batches": 2}
 FAULTY = "faulty:faulty_digits"

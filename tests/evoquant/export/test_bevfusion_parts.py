@@ -1,6 +1,7 @@
 """BEVFusion mini: its declared sub-networks export as quantized graphs covering all 108 layers."""
 
 import onnx
+import pytest
 
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.export.plan import plan_layers
@@ -10,6 +11,9 @@ from evoquant.quant.table import build_quant_table
 from evoquant.space import layer_weight_shapes
 from problems.bevfusion.mini.problem import EXPORT_PARTS
 from problems.registry import build_problem
+
+# calibrates and exports the 108-layer mini model (about 20 s)
+pytestmark = pytest.mark.slow
 
 
 def test_all_int8_bevfusion_mini_exports_part_by_part(tmp_path):

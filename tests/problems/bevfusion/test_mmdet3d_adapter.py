@@ -17,11 +17,16 @@ read upstream:
 - mmengine ``2543429`` ``mmengine/runner/runner.py`` (``Runner.build_dataloader``),
   called for real.
 
+The same file checks, without mmdet3d, how the calibration, fitness and validation
+sample-index sets are split (disjoint) and that the shipped
+``problems/configs/bevfusion_mmdet3d.yaml`` loads with the factory's defaults.
+
 The test of the real model skips unless mmdet3d, a GPU and a BEVFusion config and
 checkpoint are there.
 """
 
 import importlib.util
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -31,7 +36,7 @@ import torch
 from mmengine.structures import BaseDataElement
 from safetensors.torch import load_file
 
-from evoquant.config import AlphaConfig, QuantConfig
+from evoquant.config import AlphaConfig, QuantConfig, load_config
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
 from evoquant.quant.model import QuantizedModel
@@ -39,11 +44,13 @@ from evoquant.quant.table import build_quant_table
 from fitness.bbox import detection_scores
 from problems.base import sample_fingerprints
 from problems.bevfusion.detection import BoxErrors, DetectionMetric, flatten
+from problems.bevfusion.layer_map import thesis_layers
 from problems.bevfusion.mini.checkpoint import CONFIG, WEIGHTS
 from problems.bevfusion.mini.dataset import SyntheticScenes
 from problems.bevfusion.mini.geometry import CLASSES
 from problems.bevfusion.mini.registry import DATASETS
 from problems.bevfusion.mini.swin import WindowMSA as MiniWindowMSA
+from problems.bevfusion.mmdet3d_adapter import ROLES as ROLE_NAMES
 from problems.bevfusion.mmdet3d_adapter import (
     DetectorSpec,
     PendingBatch,
@@ -58,6 +65,10 @@ from problems.bevfusion.mmdet3d_report import report_samples, score_genomes, sum
 from problems.registry import validate_args
 
 SCENES = 10
+MMDET3D_YAML = (
+    Path(__file__).parents[3] / "problems" / "configs" / "bevfusion_mmdet3d.yaml"
+)
+NUSCENES_VAL = 6019
 ROLES = {"calibration": [0, 1], "fitness": "2:6", "validation": "rest"}
 
 
@@ -411,3 +422,119 @@ def test_real_bevfusion_has_the_thesis_genome_and_reproduces_fp32():
     batch = problem.fitness_batches[0]
     first, second = problem.run(model, batch), problem.run(model, batch)
     assert problem.error_metrics([first], [second])["f_box"] == 0.0
+
+
+# Calibration, fitness and validation as disjoint sets of dataset sample indices.
+
+
+def test_defaults_on_nuscenes_val_are_disjoint():
+    defaults = inspect.signature(bevfusion_mmdet3d_problem).parameters
+    samples = split_samples(
+        {role: defaults[role].default for role in ROLE_NAMES}, NUSCENES_VAL
+    )
+    calibration, fitness, validation = samples.values()
+    assert (len(calibration), len(fitness), len(validation)) == (21, 20, 40)
+    assert calibration[:3] == (0, 300, 600) and fitness[:2] == (150, 450)
+    assert validation[:3] == (75, 225, 375) and validation[-1] == 5925
+
+
+def test_rest_is_every_sample_the_others_leave():
+    samples = split_samples(
+        {"calibration": "0::300", "fitness": "150::300", "validation": "rest"},
+        NUSCENES_VAL,
+    )
+    calibration, fitness, validation = samples.values()
+    assert len(validation) == NUSCENES_VAL - 41
+    assert sorted(calibration + fitness + validation) == list(range(NUSCENES_VAL))
+
+
+def test_slices_follow_python_and_lists_are_kept_in_order():
+    samples = split_samples(
+        {"calibration": [6, 2], "fitness": "-3:", "validation": "3:6"}, 10
+    )
+    assert samples == {
+        "calibration": (6, 2),
+        "fitness": (7, 8, 9),
+        "validation": (3, 4, 5),
+    }
+
+
+@pytest.mark.parametrize(
+    "specs, message",
+    [
+        (
+            {"calibration": "0:4", "fitness": "2:6", "validation": []},
+            (
+                r"^problem.args.calibration and problem.args.fitness share 2 "
+                r"sample\(s\) \(e.g. 2, 3\): calibration, fitness, validation "
+                r"samples must be disjoint$"
+            ),
+        ),
+        (
+            {"calibration": "0:2", "fitness": "2:4", "validation": [1, 5]},
+            "calibration and problem.args.validation share 1",
+        ),
+        (
+            {"calibration": "rest", "fitness": "0:2", "validation": "rest"},
+            "only one of problem.args.calibration, problem.args.validation may",
+        ),
+        (
+            {"calibration": "0:2", "fitness": "8:", "validation": [10]},
+            r"problem.args.validation: index 10 is not one of the dataset's 10 samples",
+        ),
+        (
+            {"calibration": [1, 1], "fitness": "8:", "validation": []},
+            "problem.args.calibration lists sample 1 more than once",
+        ),
+        (
+            {"calibration": "0:2", "fitness": "20:", "validation": []},
+            "problem.args.fitness selects none of the dataset's 10 samples",
+        ),
+        (
+            {"calibration": "first", "fitness": "2:", "validation": []},
+            "problem.args.calibration 'first' is not 'rest', 'start:stop:step'",
+        ),
+        (
+            {"calibration": "::0", "fitness": "2:", "validation": []},
+            "problem.args.calibration '::0' is not",
+        ),
+    ],
+)
+def test_mistakes_are_one_line(specs, message):
+    with pytest.raises(UserError, match=message) as error:
+        split_samples(specs, 10)
+    assert "\n" not in str(error.value)
+
+
+def test_rest_may_be_empty_for_validation():
+    samples = split_samples(
+        {"calibration": "0:5", "fitness": "5:", "validation": "rest"}, 10
+    )
+    assert samples["validation"] == ()
+
+
+# The config users copy for mmdet3d's BEVFusion loads; its preset names real genes.
+
+
+def test_config_validates_without_mmdet3d():
+    config = load_config(MMDET3D_YAML)
+    assert config.problem.name == "bevfusion_mmdet3d"
+    assert config.error == "f_box"
+    assert (config.search.pop_size, config.search.generations) == (100, 50)
+
+
+def test_cuda_bevfusion_preset_pins_a_genome_layer_out_of_int8():
+    """NVIDIA's PTQ keeps decoder.neck.deblocks[0][0] (mmdet3d: pts_neck.deblocks.0.0)
+    out of INT8; its other exception is a sparse 3D conv outside the genome."""
+    config = load_config(MMDET3D_YAML)
+    assert config.layers.fixed == {"pts_neck.deblocks.0.0": 16}
+    names = [name for name, _ in thesis_layers()]
+    assert set(config.layers.fixed) <= set(names)
+    assert not any(name.startswith("pts_middle_encoder") for name in names)
+
+
+def test_sample_sets_are_the_factorys_defaults():
+    defaults = inspect.signature(bevfusion_mmdet3d_problem).parameters
+    args = load_config(MMDET3D_YAML).problem.args
+    for role in ("calibration", "fitness", "validation", "batch_size", "layer_map"):
+        assert args[role] == defaults[role].default

@@ -2,13 +2,12 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS as ROOT_MODELS
 
+from evoquant.quant.layers import find_layers
+from problems.bevfusion.layer_map import thesis_layers
 from problems.bevfusion.mini.checkpoint import CONFIG, initialised_model
-from problems.bevfusion.mini.geometry import camera_rig
 from problems.bevfusion.mini.head import HEATMAP_PRIOR_BIAS
 from problems.bevfusion.mini.model import BEVFusionMini
-from problems.bevfusion.mini.pillars import DenseVoxelScatter, MeanVoxelEncoder
 from problems.bevfusion.mini.registry import DATASETS, MODELS
-from problems.bevfusion.mini.view_transform import depth_images
 
 
 def test_model_and_dataset_build_from_an_mmengine_config():
@@ -58,49 +57,31 @@ def test_test_step_returns_mmdet3d_style_predictions(untrained_model, test_batch
         assert torch.equal(sample.gt_instances_3d.bboxes_3d, gt)
 
 
-def test_depth_image_projects_a_point_in_front_of_camera_zero():
-    cam2img, lidar2cam = (torch.tensor(m, dtype=torch.float32) for m in camera_rig())
-    point = torch.tensor([[10.5, 0.0, -0.2, 0.5, 0.0]])  # 10 m ahead of camera 0
-    depth = depth_images([point], (cam2img @ lidar2cam)[None], (32, 96))
-    assert depth.shape == (1, 4, 1, 32, 96)
-    hits = depth[0, :, 0].nonzero().tolist()
-    assert hits == [[0, 16, 48]] and depth[0, 0, 0, 16, 48] == torch.tensor(10.0)
+# The mini model's genome is the thesis appendix's 108 layers, in order.
+def test_layers_equal_the_thesis_appendix(untrained_model):
+    layers = find_layers(untrained_model)
+    assert [(layer.name, layer.kind) for layer in layers] == thesis_layers()
+    assert len(layers) == 108
 
 
-def test_bev_pool_sums_features_into_the_right_cell(untrained_model):
-    transform = untrained_model.view_transform
-    geometry = torch.tensor([[1.0, 2.0, 0.0], [1.1, 2.1, 0.0], [-30.0, 0.0, 0.0]])
-    features = torch.tensor([[1.0], [2.0], [5.0]])
-    bev = transform.bev_pool(geometry.view(1, 3, 3), features.view(1, 3, 1))
-    cell_x, cell_y = int((1.0 + 25.6) / 0.8), int((2.0 + 25.6) / 0.8)
-    assert bev[0, 0, cell_x, cell_y] == 3.0 and bev.sum() == 3.0
+def test_main_module_counts(untrained_model):
+    counts: dict[str, int] = {}
+    for layer in find_layers(untrained_model):
+        counts[layer.main_module] = counts.get(layer.main_module, 0) + 1
+    assert counts == {
+        "img_backbone": 76,
+        "img_neck": 4,
+        "view_transform": 9,
+        "fusion_layer": 1,
+        "pts_backbone": 12,
+        "pts_neck": 1,
+        "bbox_head": 5,
+    }
 
 
-def test_view_transform_geometry_puts_camera_zero_ahead(untrained_model):
-    cam2img, lidar2cam = (
-        torch.tensor(m, dtype=torch.float32)[None] for m in camera_rig()
-    )
-    xyz = untrained_model.view_transform.geometry(cam2img, lidar2cam)
-    ahead = xyz[0, 0, :, :, :, 0]
-    assert (ahead > 0).all() and (xyz[0, 2, :, :, :, 0] < 0).all()
-
-
-def test_voxels_average_points_and_scatter_densely():
-    encoder = MeanVoxelEncoder(
-        [-25.6, -25.6, -2.0, 25.6, 25.6, 2.0], [1.6, 1.6, 1.0], [0.0, 0.5]
-    )
-    points = torch.tensor(
-        [
-            [0.4, 0.4, -1.5, 0.2, 0.0],
-            [1.2, 1.2, -1.5, 0.6, 0.0],
-            [0.4, 0.4, -1.5, 1.0, 0.5],
-        ]
-    )
-    features, coords = encoder([points])
-    assert coords.tolist() == [[0, 0, 0, 16, 16], [0, 1, 0, 16, 16]]
-    assert torch.allclose(
-        features[0], torch.tensor([0.0, 0.0, 0.0, 0.4, 1.0986]), atol=1e-4
-    )
-    dense = DenseVoxelScatter((32, 32, 4), 2)(features, coords, 1)
-    assert dense.shape == (1, 40, 32, 32)
-    assert dense[0, :, 16, 16].count_nonzero() == 6  # 2 + 4 non-zero features
+def test_unquantized_parts_hold_no_quantizable_layer(untrained_model):
+    names = [layer.name for layer in find_layers(untrained_model)]
+    for prefix in ("pts_voxel_encoder", "pts_middle_encoder", "pts_neck.deblocks.1"):
+        assert not any(name.startswith(prefix) for name in names)
+    assert not any("attn" in n for n in names if n.startswith("bbox_head"))
+    assert not any("prediction_heads" in n for n in names)

@@ -16,7 +16,7 @@ from problems.base import role_overlaps, sample_fingerprints
 from problems.bevfusion.mini.checkpoint import WEIGHTS, log_path
 from problems.registry import build_problem
 
-CONFIGS = Path(__file__).parents[3] / "problems" / "configs"
+CONFIGS = Path(__file__).parents[4] / "problems" / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +67,14 @@ def uniform_scores():
     return scores
 
 
+@pytest.mark.slow
 def test_fp32_detects_on_held_out_scenes(uniform_scores):
     fp32 = uniform_scores["FP32"]
     assert fp32["mAP"] >= 0.5
     assert fp32["f_box"] == fp32["e_center"] == fp32["e_yaw_size"] == 0.0
 
 
+@pytest.mark.slow
 def test_uniform_quantization_behaves_as_in_the_thesis(uniform_scores):
     """Tables 3.1-3.3: 16 and 8 bits match FP32, 4 bits drop a little, 2 bits collapse
     (the thesis keeps 4-6 % of its mAP; alpha recovers more here, up to about a third)."""
@@ -95,6 +97,7 @@ def test_problem_is_picklable_and_batches_are_split(problem):
     assert calib.shape != fit.shape or not (calib == fit).all()
 
 
+@pytest.mark.slow
 def test_missing_weights_is_a_user_error(tmp_path):
     problem = build_problem(
         "bevfusion_mini",
@@ -126,6 +129,7 @@ def test_bad_batch_counts_are_user_errors():
         build_problem("bevfusion_mini", {"validation_batches": -1})
 
 
+@pytest.mark.slow
 def test_each_role_has_its_own_scenes(problem):
     """Calibration, fitness and validation scenes come from three seed streams."""
     assert len(problem.validation_batches) == 4

@@ -1,10 +1,7 @@
 import numpy as np
-import pytest
 
-from problems.bevfusion.mini.dataset import SyntheticScenes
 from problems.bevfusion.mini.geometry import (
     BEV_RANGE,
-    CLASS_COLOURS,
     CLASS_SIZES,
     DISTRACTOR_COLOUR,
     GROUND_Z,
@@ -53,35 +50,6 @@ def test_lidar_sees_every_box_in_the_current_sweep():
             < np.hypot(*box[3:5]) / 2 + 0.2
         )
         assert (current[near, 2] > GROUND_Z + 0.2).sum() >= 4
-
-
-def test_camera_sees_a_box_in_front_in_its_class_colour():
-    cam2img, lidar2cam = camera_rig()
-    box = np.array([[10.0, 0, GROUND_Z + 0.85, 4.6, 1.9, 1.7, np.pi / 2, 0, 0]])
-    image = render_camera(
-        box, CLASS_COLOURS[[0]], cam2img[0], np.linalg.inv(lidar2cam[0])
-    )
-    assert image.shape == (3, *IMAGE_SIZE)
-    centre = image[:, IMAGE_SIZE[0] // 2 + 2, IMAGE_SIZE[1] // 2]
-    assert centre[0] > 2 * centre[1]  # red car
-    behind = render_camera(
-        box, CLASS_COLOURS[[0]], cam2img[2], np.linalg.inv(lidar2cam[2])
-    )
-    assert not np.any(behind[0] > 2 * behind[1] + 0.05)
-
-
-def test_dataset_packs_mmdet3d_style_samples():
-    dataset = SyntheticScenes("fitness", 2)
-    sample = dataset[1]
-    assert sample["inputs"]["imgs"].shape == (4, 3, *IMAGE_SIZE)
-    assert sample["inputs"]["points"].shape[1] == 5
-    gt = sample["data_samples"].gt_instances_3d
-    assert gt.bboxes_3d.shape[1] == 9 and len(gt.labels_3d) == len(gt.bboxes_3d)
-    assert sample["data_samples"].cam2img.shape == (4, 4, 4)
-    with pytest.raises(IndexError):
-        dataset[2]
-    with pytest.raises(ValueError, match="unknown split"):
-        SyntheticScenes("validation", 1)
 
 
 def test_distractors_return_lidar_but_are_not_ground_truth():
