@@ -1,0 +1,179 @@
+"""A search from a config: what is refused before anything is written, and what is composed.
+
+A tiny registered problem (four layers, one 4-sample batch per role) keeps every step
+here well under a second; the searches of real problems run in test_cli_*.py.
+"""
+
+import json
+import logging
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from evoquant.api import register_problem
+from evoquant.archive import Archive
+from evoquant.checkpoint import checkpoint_paths, read_checkpoint
+from evoquant.config import parse_config
+from evoquant.driver import build_evaluator, build_space, log_to_run_dir, run_search
+from evoquant.errors import UserError
+from evoquant.evaluate.local import LocalEvaluator
+from evoquant.pipeline import prepare
+from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, LOG_FILE, PLOTS_DIR, RUN_FILE
+from problems.base import Problem
+
+PROBLEM = "test_driver_tiny"
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            stem=nn.Conv2d(1, 4, 3, padding=1),
+            act=nn.ReLU(),
+            body=nn.Conv2d(4, 8, 3, padding=1),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            hidden=nn.Linear(8, 8),
+            head=nn.Linear(8, 3),
+        )
+    ).eval()
+
+
+def run(model, batch):
+    return model(batch)
+
+
+@register_problem(PROBLEM)
+def tiny_problem(seed: int = 1) -> Problem:
+    generator = torch.Generator().manual_seed(seed)
+    return Problem(
+        name=PROBLEM,
+        build_model=make_model,
+        calibration_batches=[torch.randn(4, 1, 6, 6, generator=generator)],
+        fitness_batches=[torch.randn(4, 1, 6, 6, generator=generator)],
+        run=run,
+    )
+
+
+def config(alphabet=(4, 8), args=None, **search):
+    return parse_config(
+        {
+            "problem": {"name": PROBLEM, "args": args or {}},
+            "quant": {"bit_configs": [[4, 8], [8, 8]], "alpha": {"enabled": False}},
+            "search": {
+                "pop_size": 4,
+                "generations": 2,
+                "alphabet": list(alphabet),
+                **search,
+            },
+            "evaluator": {"backend": "local"},
+        }
+    )
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    return prepare(config(), tmp_path / "table")
+
+
+def test_the_space_covers_the_layers_and_counts_their_macs(prepared):
+    space = build_space(prepared, config())
+    assert space.n_genes == 4 and space.gene_names == ["stem", "body", "hidden", "head"]
+    assert space.reachable_configs() == {(4, 8), (8, 8)}
+    # on the first calibration batch (4 samples): conv 6 x 6 outputs x weights
+    assert list(space.macs) == [4 * 36 * 36, 4 * 36 * 288, 4 * 64, 4 * 24]
+
+
+def test_a_space_that_can_ask_for_a_config_the_table_lacks_is_refused(prepared):
+    with pytest.raises(
+        UserError, match=r"quant.bit_configs lacks \[\(2, 8\), \(16, 16\)\]"
+    ):
+        build_space(prepared, config(alphabet=(2, 4, 8, 16)))
+
+
+def test_the_local_back_end_scores_genomes_with_the_configs_error(prepared, tmp_path):
+    cfg = config()
+    space = build_space(prepared, cfg)
+    backend = build_evaluator(cfg, prepared, space, tmp_path)
+    assert isinstance(backend, LocalEvaluator)
+    with backend:
+        results = {
+            tuple(bits): metrics
+            for bits, metrics in backend.evaluate([[8, 8, 8, 8], [4, 4, 4, 4]])
+        }
+    weights = sum(layer.num_weights for layer in prepared.layers)
+    assert results[(8, 8, 8, 8)]["f_bits"] == 8.0 * weights
+    assert results[(4, 4, 4, 4)]["error"] > results[(8, 8, 8, 8)]["error"] > 0
+    assert results[(4, 4, 4, 4)]["error"] == results[(4, 4, 4, 4)]["f_cos"]
+
+
+@pytest.mark.parametrize("generations", [0, -1])
+def test_generations_below_one_are_refused_before_anything_is_touched(
+    tmp_path, generations
+):
+    run_dir = tmp_path / "runs" / "new"
+    with pytest.raises(UserError, match="--generations must be at least 1"):
+        run_search(config(), run_dir, generations=generations, show_progress=False)
+    with pytest.raises(UserError, match="--generations must be at least 1"):
+        run_search(config(), run_dir, resume=True, generations=generations)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_holding_a_run_is_refused_and_left_alone(tmp_path):
+    (tmp_path / RUN_FILE).write_text("{}")
+    with pytest.raises(UserError, match="already holds a run"):
+        run_search(config(), tmp_path, show_progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == [RUN_FILE]
+    assert (tmp_path / RUN_FILE).read_text() == "{}"
+
+
+def test_resuming_where_no_run_is_refused_and_nothing_is_made(tmp_path):
+    with pytest.raises(UserError):
+        run_search(config(), tmp_path / "none", resume=True, show_progress=False)
+    assert not (tmp_path / "none").exists()
+
+
+def test_bad_problem_arguments_are_refused_before_the_directory_is_made(tmp_path):
+    with pytest.raises(UserError, match="seed"):
+        run_search(config(args={"seed": "x"}), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_run_log_gets_evoquants_records_while_it_lasts(tmp_path):
+    log = logging.getLogger("evoquant.test_driver")
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.INFO)
+    handlers = list(root.handlers)
+    try:
+        with log_to_run_dir(tmp_path):
+            log.info("inside %d", 1)
+            log.debug("too detailed")
+        log.warning("after")
+    finally:
+        root.setLevel(level)
+    text = (tmp_path / LOG_FILE).read_text()
+    assert "INFO evoquant.test_driver: inside 1" in text
+    assert "too detailed" not in text and "after" not in text
+    assert root.handlers == handlers
+
+
+def test_a_search_and_its_resume_write_the_run_directory(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="evoquant")  # as the command line sets it
+    run_dir = tmp_path / "run"
+    plots = run_search(config(), run_dir, show_progress=False)
+    assert plots == run_dir / PLOTS_DIR and plots.is_dir()
+    record = json.loads((run_dir / RUN_FILE).read_text())
+    assert record["layers"] == ["stem", "body", "hidden", "head"]
+    assert "built quantization table for 4 layers" in (run_dir / LOG_FILE).read_text()
+    archive = Archive(run_dir / ARCHIVE_FILE)
+    evaluated = len(archive)
+    archive.close()
+    last = read_checkpoint(checkpoint_paths(run_dir / CHECKPOINT_DIR)[-1])
+    assert last.generation == 1 and 0 < evaluated <= last.n_eval
+
+    run_search(config(), run_dir, resume=True, generations=3, show_progress=False)
+    assert "reused quantization table" in (run_dir / LOG_FILE).read_text()
+    resumed = read_checkpoint(checkpoint_paths(run_dir / CHECKPOINT_DIR)[-1])
+    assert resumed.generation == 2 and resumed.n_eval > last.n_eval
