@@ -9,6 +9,8 @@ from evoquant.cli import main
 from evoquant.config import parse_config
 from evoquant.rundir import RunDir
 
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 CONFIG = {"problem": {"name": "digits"}, "search": {"pop_size": 4, "generations": 1}}
 
 
@@ -48,20 +50,3 @@ def test_bad_evaluation_flags_on_resume(capsys, tmp_path, flags, message):
     line = one_error_line(capsys, ["resume", str(tmp_path), *flags])
     assert message in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
-
-
-def test_where_genomes_are_scored_is_not_part_of_the_run_digest():
-    placed = CONFIG | {
-        "evaluator": {
-            "backend": "local",
-            "workers": 3,
-            "ray_address": "auto",
-            "gpus_per_worker": 0.25,
-            "retries": 0,
-            "ray_dashboard": True,
-        }
-    }
-    threads = CONFIG | {"evaluator": {"threads_per_worker": 2}}
-    digest = parse_config(CONFIG).digest()
-    assert parse_config(placed).digest() == digest
-    assert parse_config(threads).digest() != digest

@@ -84,6 +84,27 @@ def test_digest_ignores_spelling_defaults_and_placement():
     assert threads.digest() != plain.digest()
 
 
+def test_where_genomes_are_scored_is_not_part_of_the_run_digest():
+    config = {
+        "problem": {"name": "digits"},
+        "search": {"pop_size": 4, "generations": 1},
+    }
+    placed = config | {
+        "evaluator": {
+            "backend": "local",
+            "workers": 3,
+            "ray_address": "auto",
+            "gpus_per_worker": 0.25,
+            "retries": 0,
+            "ray_dashboard": True,
+        }
+    }
+    threads = config | {"evaluator": {"threads_per_worker": 2}}
+    digest = parse_config(config).digest()
+    assert parse_config(placed).digest() == digest
+    assert parse_config(threads).digest() != digest
+
+
 def test_target_tensorrt_implies_its_scheme_and_bit_configs():
     config = parse_config(BASE | {"target": "tensorrt"})
     assert config.quant.scheme == "tensorrt"
