@@ -20,6 +20,7 @@ class Layer(Protocol):
     @property
     def num_weights(self) -> int: ...
 
+
 FP32_BITS = 32
 
 
