@@ -1,18 +1,17 @@
 """A search from a config: what is refused before anything is written, and what is composed.
 
-A tiny registered problem (four layers, one 4-sample batch per role) keeps every step
-here well under a second; the searches of real problems run in test_cli_*.py.
+A tiny problem (``tiny_problem.py`` beside this file: four layers, one 4-sample batch
+per role) keeps every step here well under a second; the searches of real problems
+run in test_cli_*.py.
 """
 
 import json
 import logging
-from collections import OrderedDict
+import sys
+from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
-from evoquant.api import register_problem
 from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.config import parse_config
@@ -21,40 +20,18 @@ from evoquant.errors import UserError
 from evoquant.evaluate.local import LocalEvaluator
 from evoquant.pipeline import prepare
 from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, LOG_FILE, PLOTS_DIR, RUN_FILE
-from problems.base import Problem
 
-PROBLEM = "test_driver_tiny"
-
-
-def make_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        OrderedDict(
-            stem=nn.Conv2d(1, 4, 3, padding=1),
-            act=nn.ReLU(),
-            body=nn.Conv2d(4, 8, 3, padding=1),
-            pool=nn.AdaptiveAvgPool2d(1),
-            flat=nn.Flatten(),
-            hidden=nn.Linear(8, 8),
-            head=nn.Linear(8, 3),
-        )
-    ).eval()
+HERE = Path(__file__).parent
+PROBLEM = "tiny_problem:tiny_problem"
+LAYERS = ["stem", "body.0", "body.2", "head"]
 
 
-def run(model, batch):
-    return model(batch)
-
-
-@register_problem(PROBLEM)
-def tiny_problem(seed: int = 1) -> Problem:
-    generator = torch.Generator().manual_seed(seed)
-    return Problem(
-        name=PROBLEM,
-        build_model=make_model,
-        calibration_batches=[torch.randn(4, 1, 6, 6, generator=generator)],
-        fitness_batches=[torch.randn(4, 1, 6, 6, generator=generator)],
-        run=run,
-    )
+@pytest.fixture(autouse=True, scope="module")
+def tiny_problem_importable():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(HERE))
+        yield
+    sys.modules.pop("tiny_problem", None)
 
 
 def config(alphabet=(4, 8), args=None, **search):
@@ -80,10 +57,10 @@ def prepared(tmp_path):
 
 def test_the_space_covers_the_layers_and_counts_their_macs(prepared):
     space = build_space(prepared, config())
-    assert space.n_genes == 4 and space.gene_names == ["stem", "body", "hidden", "head"]
+    assert space.n_genes == 4 and space.gene_names == LAYERS
     assert space.reachable_configs() == {(4, 8), (8, 8)}
-    # on the first calibration batch (4 samples): conv 6 x 6 outputs x weights
-    assert list(space.macs) == [4 * 36 * 36, 4 * 36 * 288, 4 * 64, 4 * 24]
+    # over the first calibration batch (4 samples): convs 6 x 6 outputs x weights
+    assert list(space.macs) == [4 * 36 * 36, 4 * 36 * 144, 4 * 36 * 16, 4 * 12]
 
 
 def test_a_space_that_can_ask_for_a_config_the_table_lacks_is_refused(prepared):
@@ -165,7 +142,7 @@ def test_a_search_and_its_resume_write_the_run_directory(tmp_path, caplog):
     plots = run_search(config(), run_dir, show_progress=False)
     assert plots == run_dir / PLOTS_DIR and plots.is_dir()
     record = json.loads((run_dir / RUN_FILE).read_text())
-    assert record["layers"] == ["stem", "body", "hidden", "head"]
+    assert record["layers"] == LAYERS
     assert "built quantization table for 4 layers" in (run_dir / LOG_FILE).read_text()
     archive = Archive(run_dir / ARCHIVE_FILE)
     evaluated = len(archive)

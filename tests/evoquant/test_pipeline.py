@@ -1,53 +1,27 @@
 """From a config to problem, model, layers and quantization table (built once, then reused)."""
 
 import logging
-from collections import OrderedDict
+import sys
+from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
-from evoquant.api import register_problem
 from evoquant.config import parse_config
 from evoquant.errors import UserError
 from evoquant.pipeline import build_model_and_layers, prepare
-from problems.base import Problem
+from evoquant.rundir import TABLE_META_FILE, TABLE_TENSORS_FILE
 
-PROBLEM = "test_pipeline_tiny"
+HERE = Path(__file__).parent
+PROBLEM = "tiny_problem:tiny_problem"  # tests/evoquant/tiny_problem.py
 LAYERS = ["stem", "body.0", "body.2", "head"]
 
 
-def make_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        OrderedDict(
-            stem=nn.Conv2d(1, 4, 3, padding=1),
-            act=nn.ReLU(),
-            body=nn.Sequential(
-                nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 1)
-            ),
-            pool=nn.AdaptiveAvgPool2d(1),
-            flat=nn.Flatten(),
-            head=nn.Linear(4, 3),
-        )
-    )  # left in training mode: the pipeline must put it in eval mode
-
-
-def run(model, batch):
-    return model(batch)
-
-
-@register_problem(PROBLEM)
-def tiny_problem(exclude: list[str] | None = None, seed: int = 1) -> Problem:
-    generator = torch.Generator().manual_seed(seed)
-    return Problem(
-        name=PROBLEM,
-        build_model=make_model,
-        calibration_batches=[torch.randn(4, 1, 6, 6, generator=generator)],
-        fitness_batches=[torch.randn(4, 1, 6, 6, generator=generator)],
-        run=run,
-        layer_exclude=tuple(exclude or ()),
-    )
+@pytest.fixture(autouse=True, scope="module")
+def tiny_problem_importable():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(HERE))
+        yield
+    sys.modules.pop("tiny_problem", None)
 
 
 def config(args=None, layers=None, **quant):
@@ -67,7 +41,7 @@ def layer_names(cfg) -> list[str]:
 
 def test_the_problem_its_eval_model_and_every_quantizable_layer():
     problem, model, layers = build_model_and_layers(config())
-    assert problem.name == PROBLEM and not model.training
+    assert problem.name == "tiny" and not model.training  # built in training mode
     assert [(x.name, x.kind) for x in layers] == [
         ("stem", "conv2d"),
         ("body.0", "conv2d"),
@@ -96,7 +70,7 @@ def test_the_table_is_calibrated_once_then_reused(tmp_path, caplog):
     assert first.table.bit_configs == [(4, 8), (8, 8)]
     assert "built quantization table for 4 layers" in caplog.text
     saved = sorted(p.name for p in tmp_path.iterdir())
-    assert saved
+    assert saved == sorted([TABLE_META_FILE, TABLE_TENSORS_FILE])  # in the run dir
 
     caplog.clear()
     again = prepare(config(), tmp_path, rebuild_stale=False)
