@@ -25,8 +25,9 @@ from evoquant.config import parse_config
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
-from problems.cnn.digits import WEIGHTS, digits_problem, log_path
+from problems.cnn.digits import WEIGHTS, digits_problem
 from problems.registry import build_problem
+from problems.weights import log_path
 
 RESULTS = Path(__file__).parent / "results" / "digits_alpha.json"
 CONFIG = Path(__file__).parents[1] / "problems" / "configs" / "digits.yaml"

@@ -94,11 +94,6 @@ def load_splits() -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     return train_split, (images[NUM_TRAIN:], labels[NUM_TRAIN:])
 
 
-def log_path(weights: str | Path) -> Path:
-    """The training record that sits beside a weights file."""
-    return Path(weights).with_suffix(".json")
-
-
 def load_digits_net(weights: str | Path = WEIGHTS) -> DigitsNet:
     """The trained FP32 network in eval mode; a missing or corrupt file is a UserError."""
     weights = Path(weights)

@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
 from torch import nn
 
-from evoquant.atomic import write_bytes_atomic, write_text_atomic
 from fitness.classification import top1_accuracy
 from problems.cnn.digits import (
     NUM_TRAIN,
@@ -28,8 +26,8 @@ from problems.cnn.digits import (
     WEIGHTS,
     DigitsNet,
     load_splits,
-    log_path,
 )
+from problems.weights import write_trained
 
 TRAIN_SETTINGS = {
     "arch": "resdigits-v2",
@@ -139,9 +137,6 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     model = train_digits_net(args.seed, settings, args.steps, log)
     train_seconds = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(args.out, save(state))
     record = {
         "seed": args.seed,
         "settings": settings,
@@ -152,9 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         **accuracies(model),
         "log": log,
     }
-    write_text_atomic(log_path(args.out), json.dumps(record, indent=1) + "\n")
+    write_trained(args.out, model, record)
     print(json.dumps({k: v for k, v in record.items() if k != "log"}))
-    print(f"wrote {args.out} and {log_path(args.out)}")
 
 
 if __name__ == "__main__":

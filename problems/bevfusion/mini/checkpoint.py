@@ -19,11 +19,6 @@ CONFIG = HERE / "mmconfig.py"
 WEIGHTS = HERE / "weights" / "bevfusion_mini.safetensors"
 
 
-def log_path(weights: Path) -> Path:
-    """The training record that sits beside a weights file."""
-    return weights.with_suffix(".json")
-
-
 def load_config(path: str | Path = CONFIG) -> Config:
     return Config.fromfile(str(path))
 

@@ -15,16 +15,14 @@ from pathlib import Path
 
 import torch
 from mmengine.dataset import pseudo_collate
-from safetensors.torch import save
 
-from evoquant.atomic import write_bytes_atomic, write_text_atomic
 from problems.bevfusion.mini.checkpoint import (
     WEIGHTS,
     initialised_model,
     load_config,
-    log_path,
 )
 from problems.bevfusion.mini.registry import DATASETS
+from problems.weights import write_trained
 
 SETTINGS = {
     "steps": 4000,
@@ -92,9 +90,6 @@ def main() -> None:
     log: list[dict] = []
     start = time.perf_counter()
     model = train(args.seed, settings, log)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(args.out, save(state))
     record = {
         "seed": args.seed,
         "settings": settings,
@@ -102,8 +97,7 @@ def main() -> None:
         "train_seconds": round(time.perf_counter() - start, 1),
         "log": log,
     }
-    write_text_atomic(log_path(args.out), json.dumps(record, indent=1))
-    print(f"wrote {args.out} and {log_path(args.out)}")
+    write_trained(args.out, model, record)
 
 
 if __name__ == "__main__":

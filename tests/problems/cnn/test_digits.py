@@ -12,6 +12,7 @@ from fitness.classification import top1_accuracy
 from problems.base import role_overlaps
 from problems.cnn import digits
 from problems.registry import build_problem
+from problems.weights import log_path
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,7 @@ def test_the_shipped_weights_are_loaded_by_default(model):
 
 
 def test_the_shipped_weights_have_their_training_log():
-    record = json.loads(digits.log_path(digits.WEIGHTS).read_text())
+    record = json.loads(log_path(digits.WEIGHTS).read_text())
     assert record["seed"] == 0 and record["settings"]["epochs"] == 8
     for key in ("torch", "cpu_capability", "train_seconds", "held_out_top1"):
         assert key in record, key

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from problems.cnn import train_digits
-from problems.cnn.digits import WEIGHTS, digits_problem, load_digits_net, log_path
+from problems.cnn.digits import WEIGHTS, digits_problem, load_digits_net
+from problems.weights import log_path
 
 REPO = Path(__file__).resolve().parents[3]
 

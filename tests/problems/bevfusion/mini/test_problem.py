@@ -13,8 +13,9 @@ from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
 from problems.base import role_overlaps, sample_fingerprints
-from problems.bevfusion.mini.checkpoint import WEIGHTS, log_path
+from problems.bevfusion.mini.checkpoint import WEIGHTS
 from problems.registry import build_problem
+from problems.weights import log_path
 
 CONFIGS = Path(__file__).parents[4] / "problems" / "configs"
 

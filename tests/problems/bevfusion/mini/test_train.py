@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from problems.bevfusion.mini import train
-from problems.bevfusion.mini.checkpoint import load_model, log_path
+from problems.bevfusion.mini.checkpoint import load_model
+from problems.weights import log_path
 
 
 def test_training_script_writes_weights_and_log(tmp_path, monkeypatch):
