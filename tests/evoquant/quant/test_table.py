@@ -1,3 +1,5 @@
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -158,18 +160,38 @@ def test_the_table_key_covers_the_activation_settings(tiny_model, tiny_batches):
     assert default not in keys and len(keys) == len(ACTIVATION_OPTIONS)
 
 
-PRE_ACTIVATIONS_KEY = "067b93861e6894e4"
-"""``table_key`` of a small model under 0.2.0's default (per-channel) settings."""
+PRE_ACTIVATIONS_QUANT = {
+    "scheme": "thesis",
+    "bit_configs": [[2, 8], [4, 8], [8, 8], [16, 16]],
+    "alpha": {"enabled": True, "start": 0.8, "stop": 1.2, "step": 0.02},
+}
+"""``QuantConfig().model_dump(mode="json")`` of 0.2.0, before activation settings."""
+
+
+def pre_activations_key(model, layers, batches) -> str:
+    """``table_key`` as 0.2.0 computed it (weights, batches, then these settings)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().numpy().tobytes())
+    for tensor in batches:
+        digest.update(tensor.numpy().tobytes())
+    settings = {"quant": PRE_ACTIVATIONS_QUANT, "layers": [x.name for x in layers]}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def test_a_table_built_before_activation_settings_keeps_its_key():
     """Per-channel ranges (what 0.2 did) are left out of the key: old tables stay valid."""
-    torch.manual_seed(0)
     model = torch.nn.Linear(2, 2)
+    with torch.no_grad():  # fixed values: initialisers differ between CPU kernels
+        model.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.25]]))
+        model.bias.copy_(torch.tensor([0.1, -0.2]))
     layers, batches = find_layers(model), [torch.ones(1, 2)]
     legacy = QuantConfig(activations=ActivationConfig(granularity="per_channel"))
-    assert table_key(model, layers, batches, legacy) == PRE_ACTIVATIONS_KEY
-    assert table_key(model, layers, batches, QuantConfig()) != PRE_ACTIVATIONS_KEY
+    expected = pre_activations_key(model, layers, batches)
+    assert table_key(model, layers, batches, legacy) == expected
+    assert table_key(model, layers, batches, QuantConfig()) != expected
 
 
 @pytest.mark.parametrize("estimator", ["minmax", "percentile", "mse"])
