@@ -11,8 +11,6 @@ checksummed, replaced whole by each ``evoquant validate`` and at the end of a se
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -33,15 +31,12 @@ from evoquant.problem import Problem, sample_fingerprints
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable
 from evoquant.report.front import ArchiveFront, archived_points
+from evoquant.report.heldout import digest
+from evoquant.report.run import RunReport
 from evoquant.rundir import ARCHIVE_FILE, VALIDATION_FILE, RunDir, RunRecord
 from evoquant.space import SearchSpace, layer_weight_shapes
 
 log = logging.getLogger(__name__)
-
-
-def _digest(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _finite(value: Any) -> bool:
@@ -141,11 +136,11 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
             "run_id": record.run_id,
             "scoring_digest": record.scoring_digest,
             "validation_samples": len(samples),
-            "validation_data": _digest(sorted(samples)),
+            "validation_data": digest(sorted(samples)),
             "error": config.error,
             "points": score_genomes(problem, model, layers, table, config, genomes),
         }
-        result["sha256"] = _digest(result)
+        result["sha256"] = digest(result)
         write_json_atomic(run / VALIDATION_FILE, result)
         redraw_latest(run, record, archive)
     finally:
@@ -155,39 +150,7 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
 
 def redraw_latest(run: RunDir, record: RunRecord, archive: Archive) -> None:
     """The last generation's plot, the front files and the summary, with held-out errors."""
-    from evoquant.report.run import RunReport  # it reads this module's file back
-
     populations = archive.populations()
     if populations:
         last = max(populations)
         RunReport(run.path, archive, record).generation(last, populations[last])
-
-
-def load_validation(run_dir: str | Path, record: RunRecord) -> dict[str, Any] | None:
-    """The run's ``validation.json``, None when there is none; damaged or foreign is refused."""
-    path = Path(run_dir) / VALIDATION_FILE
-    if not path.exists():
-        return None
-    remedy = f"run 'evoquant validate {run_dir}' to score the held-out batches anew"
-    try:
-        data = json.loads(path.read_bytes())
-        if not isinstance(data, dict) or data.pop("sha256", None) != _digest(data):
-            raise ValueError("it fails its checksum")
-        data["points"] = list(data["points"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{path} is damaged ({error}): {remedy}") from None
-    if (data.get("run_id"), data.get("scoring_digest")) != (
-        record.run_id,
-        record.scoring_digest,
-    ):
-        raise UserError(f"{path} belongs to another run: {remedy}")
-    return data
-
-
-def heldout_errors(validation: dict[str, Any]) -> dict[tuple[int, ...], float]:
-    """Genome -> its held-out error, for the genomes whose validation succeeded."""
-    return {
-        tuple(point["bits"]): point["heldout"]["error"]
-        for point in validation["points"]
-        if "error" in point["heldout"]
-    }

@@ -29,6 +29,7 @@ from evoquant.report.front import (
     with_heldout,
     write_front,
 )
+from evoquant.report.heldout import heldout_errors, load_validation
 from evoquant.report.hypervolume import points_hypervolume, reference_point
 from evoquant.report.plots import plot_generation, plot_hypervolume
 from evoquant.report.summary import write_summary
@@ -167,8 +168,6 @@ class RunReport:
         and the end of a search write it, each with a report of its own); without a
         usable one the reports go on without them."""
         if self._heldout_errors is None:
-            from evoquant.validate import heldout_errors, load_validation
-
             try:
                 validation = load_validation(self.run_dir, self.record)
             except UserError as error:

@@ -19,10 +19,11 @@ from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.export.pick import pick
 from evoquant.pipeline import build_model_and_layers
 from evoquant.quant.table import QuantTable
+from evoquant.report.heldout import heldout_errors, load_validation
 from evoquant.report.plots import plot_generation
 from evoquant.rundir import RunDir
 from evoquant.space import SearchSpace
-from evoquant.validate import heldout_errors, load_validation, validate_run
+from evoquant.validate import validate_run
 
 ARGS = {"batch_size": 32, "calibration_batches": 1, "fitness_batches": 1}
 CONFIG = {
