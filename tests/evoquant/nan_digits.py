@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from problems.base import Problem
+from evoquant.api import Problem
 from problems.cnn.digits import digits_problem
 
 TWO_BIT_LEVELS = 4

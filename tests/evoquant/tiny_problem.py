@@ -12,7 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from problems.base import Problem
+from evoquant.api import Problem
 
 NAME = "tiny_problem:tiny_problem"
 LAYERS = ["stem", "body.0", "body.2", "head"]

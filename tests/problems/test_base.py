@@ -5,7 +5,7 @@ import logging
 import pytest
 import torch
 
-from problems.base import Problem, role_overlaps, sample_fingerprints
+from evoquant.api import Problem, role_overlaps, sample_fingerprints
 
 
 def images(count: int, seed: int) -> torch.Tensor:

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from evoquant.api import Problem
 from evoquant.errors import UserError
 from evoquant.registry import PROBLEMS
 from problems import registry
-from problems.base import Problem
 from problems.registry import build_problem, register_problem
 
 
@@ -35,7 +35,7 @@ def user_module(tmp_path, monkeypatch):
             """
             import torch
             from torch import nn
-            from problems.base import Problem
+            from evoquant.api import Problem
 
             def make(width=3):
                 batch = torch.ones(1, width)

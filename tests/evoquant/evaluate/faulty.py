@@ -15,7 +15,7 @@ from pathlib import Path
 import ray
 from torch import nn
 
-from problems.base import Problem
+from evoquant.api import Problem
 from problems.cnn.digits import digits_problem
 
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from evoquant.api import Problem
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
-from problems.base import Problem
 
 CONV_WEIGHTS, FC_WEIGHTS = 4 * 1 * 3 * 3, 3 * 4 * 4 * 4
 WEIGHTS = CONV_WEIGHTS + FC_WEIGHTS

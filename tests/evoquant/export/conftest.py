@@ -15,6 +15,7 @@ import torch
 from onnx import TensorProto, numpy_helper
 from torch import nn
 
+from evoquant.api import Problem
 from evoquant.config import AlphaConfig, QuantConfig, parse_config
 from evoquant.driver import run_search
 from evoquant.export.parts import capture_calls, resolve_parts
@@ -24,7 +25,6 @@ from evoquant.export.run import trace_parts
 from evoquant.quant.layers import find_layers
 from evoquant.quant.matmul import QuantMatMul
 from evoquant.quant.table import QuantTable, build_quant_table
-from problems.base import Problem
 from problems.cnn.torchvision_models import torchvision_problem
 
 TRT_CONFIGS = [(4, 16), (8, 8), (16, 16)]

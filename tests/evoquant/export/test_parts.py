@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
+from evoquant.api import ExportPart
 from evoquant.errors import UserError
 from evoquant.export.parts import capture_calls, resolve_parts, tensors
 from evoquant.export.plan import plan_layers
 from evoquant.export.run import export_genome, layer_rows
 from evoquant.space import layer_weight_shapes
-from problems.base import ExportPart
 
 
 def test_parts_hold_their_layers_and_refuse_overlaps(attention):

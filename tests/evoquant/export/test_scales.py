@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from evoquant.api import Problem
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.errors import UserError
 from evoquant.export.scales import deployment_table, run_table
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
-from problems.base import Problem
 
 QUANT = QuantConfig(alpha=AlphaConfig(enabled=False))
 

@@ -36,13 +36,13 @@ import torch
 from mmengine.structures import BaseDataElement
 from safetensors.torch import load_file
 
+from evoquant.api import sample_fingerprints
 from evoquant.config import AlphaConfig, QuantConfig, load_config
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
 from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import build_quant_table
 from fitness.bbox import detection_scores
-from problems.base import sample_fingerprints
 from problems.bevfusion.detection import BoxErrors, DetectionMetric, flatten
 from problems.bevfusion.layer_map import thesis_layers
 from problems.bevfusion.mini.checkpoint import CONFIG, WEIGHTS

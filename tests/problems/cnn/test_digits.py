@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from evoquant.api import role_overlaps
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
 from fitness.classification import top1_accuracy
-from problems.base import role_overlaps
 from problems.cnn import digits
 from problems.registry import build_problem
 from problems.weights import log_path

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from evoquant.api import role_overlaps, sample_fingerprints
 from evoquant.errors import UserError
 from evoquant.quant.layers import find_layers
-from problems.base import role_overlaps, sample_fingerprints
 from problems.cnn.torchvision_models import build_torchvision_model, torchvision_problem
 from problems.registry import build_problem
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from evoquant.api import role_overlaps, sample_fingerprints
 from evoquant.config import AlphaConfig, QuantConfig, load_config
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
-from problems.base import role_overlaps, sample_fingerprints
 from problems.bevfusion.mini.checkpoint import WEIGHTS
 from problems.registry import build_problem
 from problems.weights import log_path
