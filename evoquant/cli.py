@@ -418,6 +418,15 @@ def bench_engine(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 
+def add_search_loop_options(command: argparse.ArgumentParser) -> None:
+    """What ``search`` and ``resume`` share: the progress display, overrides, evaluator."""
+    command.add_argument(
+        "-q", "--quiet", action="store_true", help="no live progress display"
+    )
+    add_cfg_options(command)
+    add_evaluator_flags(command)
+
+
 def add_cfg_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--cfg-options",
@@ -497,11 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--pop-size", type=int, help="population size (default: the config's)"
     )
-    command.add_argument(
-        "-q", "--quiet", action="store_true", help="no live progress display"
-    )
-    add_cfg_options(command)
-    add_evaluator_flags(command)
+    add_search_loop_options(command)
     command.set_defaults(handler=search)
 
     command = add("resume", "continue a run from its latest checkpoint")
@@ -515,11 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="a changed config to resume with (needs --force)"
     )
     command.add_argument("--force", action="store_true", help="accept a changed config")
-    command.add_argument(
-        "-q", "--quiet", action="store_true", help="no live progress display"
-    )
-    add_cfg_options(command)
-    add_evaluator_flags(command)
+    add_search_loop_options(command)
     command.set_defaults(handler=resume)
 
     command = add("status", "where a run stands")
