@@ -236,11 +236,12 @@ class Search:
             self.on_generation(self.generation, genomes, F, self.counts)
         evaluated, cached = self.counts
         log.info(
-            "generation %d: %d evaluated, %d from the archive, %d on the front",
+            "generation %d: %d evaluated, %d from the archive, %d non-dominated in "
+            "the population",
             self.generation,
             evaluated,
             cached,
-            int(np.sum(pop.get("rank") == 0)),
+            int(np.sum((pop.get("rank") == 0) & (F < WORST).all(axis=1))),
         )
 
     def _restore(self, checkpoint: Checkpoint) -> None:

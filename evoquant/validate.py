@@ -105,8 +105,9 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
     """Score the run's front and uniform configurations on the validation batches.
 
     Writes and returns the ``validation.json`` record, then redraws the latest reports
-    with the held-out errors. A problem without validation batches is a UserError when
-    ``required``, else a warning and None (the end of a search).
+    with the held-out errors. A problem without validation batches, or a run without a
+    successfully evaluated genome, is a UserError when ``required``, else a warning and
+    None (the end of a search).
     """
     run = RunDir(run_dir)
     record = run.read()
@@ -130,7 +131,11 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
     try:
         genomes = genomes_to_validate(archive, record)
         if not genomes:
-            raise UserError(f"{run.path} has no evaluated genome to validate yet")
+            message = f"{run.path} has no evaluated genome to validate yet"
+            if required:
+                raise UserError(message)
+            log.warning(message)
+            return None
         samples = sample_fingerprints(problem.validation_batches)
         result = {
             "run_id": record.run_id,

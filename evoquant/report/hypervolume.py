@@ -19,20 +19,24 @@ HV_OBJECTIVES = ("relative_cost", "error")
 MARGIN = 1.1
 
 
+NO_REFERENCE = "no uniform configuration has a positive error"
+"""Why a run has no hypervolume (every uniform configuration failed, or is exact)."""
+
+
 def reference_point(
     uniform_points: Sequence[Point], margin: float = MARGIN
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
     """``(margin, margin * max uniform error)``: the run's fixed hypervolume reference.
 
     Relative cost is at most 1 (FP32), so ``margin`` bounds every genome; the
     worst uniform configuration (usually all-2) bounds the error of every
     sensible genome. Points beyond the reference add nothing to the volume.
+    None when no uniform point has a positive error (``NO_REFERENCE``): then no
+    volume is measured rather than one against an invented bound.
     """
     errors = [float(p["error"]) for p in uniform_points]
     if not errors or max(errors) <= 0:
-        raise ValueError(
-            "the hypervolume reference needs uniform points with a positive error"
-        )
+        return None
     return margin, margin * max(errors)
 
 

@@ -30,7 +30,11 @@ from evoquant.report.front import (
     write_front,
 )
 from evoquant.report.heldout import heldout_errors, load_validation
-from evoquant.report.hypervolume import points_hypervolume, reference_point
+from evoquant.report.hypervolume import (
+    NO_REFERENCE,
+    points_hypervolume,
+    reference_point,
+)
 from evoquant.report.plots import plot_generation, plot_hypervolume
 from evoquant.report.summary import write_summary
 from evoquant.rundir import (
@@ -144,7 +148,10 @@ class RunReport:
         heldout = self._heldout()
         (self.run_dir / PLOTS_DIR).mkdir(exist_ok=True)
         for view in self.views(populations, archived):
-            self.hv_history[view.generation] = points_hypervolume(view.front, reference)
+            if reference is not None:
+                self.hv_history[view.generation] = points_hypervolume(
+                    view.front, reference
+                )
             if view.generation == max(populations) and heldout:
                 view = dataclasses.replace(
                     view,
@@ -193,12 +200,16 @@ class RunReport:
         write_front(self.run_dir, front, self.gene_names, generation)
         info = self.info | {"generation": generation}
         info |= self._counts(archived, generation)
-        info["hypervolume"] = f"{history[generation]:.6g}"
+        info["hypervolume"] = (
+            f"{history[generation]:.6g}"
+            if generation in history
+            else f"not measured: {NO_REFERENCE}"
+        )
         uniform = self._uniform(archived, generation)
         write_summary(
             self.run_dir,
             front,
-            knee_point(front, self.objectives),
+            knee_point(front, self.objectives) if front else None,
             {label: with_heldout(p, heldout) for label, p in uniform.items()},
             self.gene_names,
             info,

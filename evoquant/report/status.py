@@ -39,11 +39,8 @@ def run_status(run_dir: str | Path) -> dict:
     archived = archived_points(records)
     front = ArchiveFront(config.search.objectives).at(archived, generation)
     uniform = successful(archived, record.uniform_genomes)
-    hypervolume = (
-        points_hypervolume(front, reference_point(uniform))
-        if front and uniform
-        else None
-    )
+    reference = reference_point(uniform)
+    hypervolume = None if reference is None else points_hypervolume(front, reference)
     remaining = (
         config.search.generations - 1 - generation
     )  # resume --generations may pass it

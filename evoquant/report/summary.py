@@ -19,6 +19,7 @@ from evoquant.report.front import (
 from evoquant.rundir import SUMMARY_FILE
 
 COST, ERROR, AVG_BITS = "relative_cost", "error", "avg_weight_bits"
+NO_FRONT = "No genome has been measured yet: every evaluation so far failed."
 MAIN_COLUMNS = {COST: "relative cost", AVG_BITS: "avg weight bits", ERROR: "error"}
 
 
@@ -124,7 +125,7 @@ def _uniform_section(
 def write_summary(
     run_dir: str | os.PathLike[str],
     front: Sequence[Point],
-    knee: Point,
+    knee: Point | None,
     uniform_points: Mapping[str, Point],
     layer_names: Sequence[str],
     info: Mapping[str, object],
@@ -132,8 +133,17 @@ def write_summary(
     """Write ``summary.md``; ``info`` (problem, generation, counts, hypervolume, ...) heads it.
 
     ``uniform_points`` maps each uniform configuration's label to its point; a failed
-    one (its point holds ``failed``) is listed with its reason.
+    one (its point holds ``failed``) is listed with its reason. ``knee`` is None only
+    while the front is empty (no genome has been measured).
     """
+    lines = ["# evoquant run summary", ""]
+    lines += [f"- **{key}**: {_fmt(value)}" for key, value in info.items()]
+    if knee is None:
+        if front:
+            raise ValueError("a front without a knee point")
+        lines += ["", "## Archive front", "", NO_FRONT, ""]
+        lines += [*_uniform_section(front, uniform_points), ""]
+        return write_text_atomic(Path(run_dir) / SUMMARY_FILE, "\n".join(lines))
     if knee not in front:
         raise ValueError("the knee point is not a point of the front")
     if len(knee["bits"]) != len(layer_names):
@@ -141,8 +151,6 @@ def write_summary(
             f"knee has {len(knee['bits'])} genes but there are {len(layer_names)} layers"
         )
     k = list(front).index(knee)
-    lines = ["# evoquant run summary", ""]
-    lines += [f"- **{key}**: {_fmt(value)}" for key, value in info.items()]
     lines += ["", *_front_section(front, k), ""]
     lines += [
         "## Knee point",

@@ -135,3 +135,24 @@ def test_nan_genomes_are_failures_the_reports_leave_out(nan_run, tmp_path, cli, 
     assert cli("export", str(run), "--pick", "knee") == 0
     pick = json.loads((run / "export" / "report.json").read_text())["pick"]
     assert math.isfinite(pick["metrics"]["error"]) and pick["bits"]["fc"] != 2
+
+
+def test_a_run_where_every_genome_fails_reports_it_instead_of_crashing(
+    tmp_path, cli, capsys
+):
+    config = small("nan_digits:all_nan_digits", 4, 2)
+    config["quant"]["alpha"] = {"enabled": False}
+    run = searched(tmp_path, config, cli)
+    summary = (run / "summary.md").read_text()
+    assert "hypervolume**: not measured: no uniform configuration" in summary
+    assert "every evaluation so far failed" in summary
+    assert "- W2A8 failed: non-finite error: nan" in summary
+    assert front_points(run) == []
+    assert json.loads((run / "hypervolume.json").read_text()) == {}
+    assert not (run / "validation.json").exists()
+    capsys.readouterr()
+    assert cli("status", str(run)) == 0
+    status = " ".join(capsys.readouterr().out.split())
+    assert "8 evaluations (8 failed), front of 0" in status
+    assert cli("export", str(run)) == 2
+    assert capsys.readouterr().err.strip().endswith("holds no front point")

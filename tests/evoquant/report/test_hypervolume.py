@@ -18,8 +18,8 @@ def test_points_beyond_reference_add_nothing():
 
 def test_reference_point_from_uniform(uniform_points):
     assert reference_point(uniform_points) == pytest.approx((1.1, 0.88))
-    with pytest.raises(ValueError):
-        reference_point([])
+    assert reference_point([]) is None
+    assert reference_point([{"relative_cost": 0.5, "error": 0.0}]) is None
 
 
 def test_mixed_front_beats_uniform_front(uniform_points, mixed_points):
