@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from hardware import hardware
+from uniform import uniform_rows
 
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.evaluate.fitness import GenomeFitness
-from evoquant.quant.layers import find_layers
-from evoquant.quant.table import build_quant_table
 from fitness.bbox import MAP_THRESHOLDS, detection_scores
 from problems.bevfusion.detection import flatten, ground_truth, run_detector
 from problems.bevfusion.mini.geometry import CLASSES
@@ -28,7 +26,6 @@ from problems.bevfusion.mini.problem import BARRIER, scene_batches
 from problems.registry import build_problem
 
 RESULTS = Path(__file__).parent / "results" / "bevfusion_mini_uniform.json"
-CONFIGS = {"W16A16": (16, 16), "W8A8": (8, 8), "W4A8": (4, 8), "W2A8": (2, 8)}
 KEYS = ("relative_cost", "f_box", "e_center", "e_yaw_size", "mAP", "NDS")
 
 
@@ -49,28 +46,6 @@ def held_out_scores(fitness: GenomeFitness, genome, test: list[dict]) -> dict:
         "held_out_NDS": round(scores["NDS"], 4),
         "held_out_AP": per_class,
     }
-
-
-def uniform_rows(problem, alpha: bool, test: list[dict]) -> dict:
-    """F_box on the fitness scenes, mAP / NDS on them and on the held-out scenes."""
-    model = problem.build_model()
-    layers = find_layers(model)
-    quant = QuantConfig(alpha=AlphaConfig(enabled=alpha))
-    start = time.perf_counter()
-    table = build_quant_table(
-        model, layers, problem.run, problem.calibration_batches, quant
-    )
-    calibration_s = time.perf_counter() - start
-    fitness = GenomeFitness(problem, model, table, layers, "f_box")
-    genomes = {"FP32": None} | {
-        name: [config] * len(layers) for name, config in CONFIGS.items()
-    }
-    rows = {}
-    for name, genome in genomes.items():
-        metrics = fitness(genome)
-        rows[name] = {k: round(float(metrics[k]), 4) for k in KEYS}
-        rows[name] |= held_out_scores(fitness, genome, test)
-    return {"calibration_seconds": round(calibration_s, 1), "rows": rows}
 
 
 def thesis_checks(results: dict) -> dict:
@@ -134,7 +109,13 @@ def main() -> None:
     }
     test = scene_batches("test", 4, args.test_scenes // 4, seed=0)
     for label, alpha in (("minmax", False), ("alpha", True)):
-        results[label] = uniform_rows(problem, alpha, test)
+        results[label] = uniform_rows(
+            problem,
+            QuantConfig(alpha=AlphaConfig(enabled=alpha)),
+            "f_box",
+            KEYS,
+            extra=lambda fitness, genome: held_out_scores(fitness, genome, test),
+        )
         print(f"{label} (calibration {results[label]['calibration_seconds']} s)")
         for name, row in results[label]["rows"].items():
             print(f"  {name:7s}", "  ".join(f"{k} {v}" for k, v in row.items()))

@@ -14,48 +14,21 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import time
 from pathlib import Path
 
 import torch
 import yaml
 from hardware import hardware
+from uniform import UNIFORM_CONFIGS, uniform_rows
 
 from evoquant.config import parse_config
-from evoquant.evaluate.fitness import GenomeFitness
-from evoquant.quant.layers import find_layers
-from evoquant.quant.table import build_quant_table
 from problems.cnn.digits import WEIGHTS, digits_problem
 from problems.registry import build_problem
 from problems.weights import log_path
 
 RESULTS = Path(__file__).parent / "results" / "digits_alpha.json"
 CONFIG = Path(__file__).parents[1] / "problems" / "configs" / "digits.yaml"
-CONFIGS = {"W16A16": (16, 16), "W8A8": (8, 8), "W4A8": (4, 8), "W2A8": (2, 8)}
 KEYS = ("relative_cost", "f_cos", "top1")
-
-
-def uniform_rows(problem, quant, alpha: bool) -> dict:
-    """f_cos and top-1 of FP32 and of each uniform configuration on the fitness batches."""
-    model = problem.build_model()
-    layers = find_layers(model)
-    quant = quant.model_copy(
-        update={"alpha": quant.alpha.model_copy(update={"enabled": alpha})}
-    )
-    start = time.perf_counter()
-    table = build_quant_table(
-        model, layers, problem.run, problem.calibration_batches, quant
-    )
-    calibration_s = time.perf_counter() - start
-    fitness = GenomeFitness(problem, model, table, layers, "f_cos")
-    genomes = {"FP32": None} | {
-        name: [config] * len(layers) for name, config in CONFIGS.items()
-    }
-    rows = {}
-    for name, genome in genomes.items():
-        metrics = fitness(genome)
-        rows[name] = {k: float(metrics[k]) for k in KEYS}
-    return {"calibration_seconds": round(calibration_s, 1), "rows": rows}
 
 
 def main() -> None:
@@ -98,17 +71,20 @@ def main() -> None:
     print("inputs:", json.dumps(results["inputs"]))
     print("hardware:", json.dumps(results["hardware"]))
     for label, alpha in (("minmax", False), ("alpha", True)):
-        results[label] = uniform_rows(problem, quant, alpha)
+        settings = quant.model_copy(
+            update={"alpha": quant.alpha.model_copy(update={"enabled": alpha})}
+        )
+        results[label] = uniform_rows(problem, settings, "f_cos", KEYS)
         print(f"{label} (calibration {results[label]['calibration_seconds']} s)")
         for name, row in results[label]["rows"].items():
             print(f"  {name:7s}", "  ".join(f"{k} {v:.6g}" for k, v in row.items()))
     minmax, alpha = results["minmax"]["rows"], results["alpha"]["rows"]
     results["alpha_lowers_f_cos"] = {
-        name: alpha[name]["f_cos"] < minmax[name]["f_cos"] for name in CONFIGS
+        name: alpha[name]["f_cos"] < minmax[name]["f_cos"] for name in UNIFORM_CONFIGS
     }
     results["f_cos_ratio_alpha_to_minmax"] = {
         name: round(alpha[name]["f_cos"] / minmax[name]["f_cos"], 4)
-        for name in CONFIGS
+        for name in UNIFORM_CONFIGS
         if minmax[name]["f_cos"] > 0
     }
     print("alpha lowers f_cos:", json.dumps(results["alpha_lowers_f_cos"]))
