@@ -12,6 +12,7 @@ from typing import Any
 
 from evoquant.errors import UserError
 from evoquant.problem import (
+    BATCH_AXIS,
     Batch,
     ExportPart,
     Outputs,
@@ -23,6 +24,7 @@ from evoquant.quant.layers import Layer, find_layers
 from evoquant.quant.matmul import QuantMatMul
 
 __all__ = [
+    "BATCH_AXIS",
     "Batch",
     "ExportPart",
     "Layer",

@@ -46,6 +46,10 @@ class ExportPart:
     module: str
 
 
+BATCH_AXIS: Mapping[str, Mapping[int, str]] = {"*": {0: "batch"}}
+"""The default ``Problem.dynamic_axes``: axis 0 of every graph input is the batch."""
+
+
 @dataclass
 class Problem:
     """A model, its data and how to run it.
@@ -60,7 +64,13 @@ class Problem:
     metrics (or ``f_cos``, computed for tensor outputs) the search minimises.
     ``export_parts`` names the sub-networks ``evoquant export`` writes as separate ONNX
     graphs, for models ONNX or TensorRT cannot take whole (e.g. a custom BEV pooling
-    between them); empty means the whole model is one graph.
+    between them); empty means the whole model is one graph. ``dynamic_axes`` says
+    which axes of the exported graphs' inputs stay free, so that one graph runs every
+    batch: glob patterns on input names (a ``forward`` parameter, then dict keys or
+    list positions joined by dots: ``input_ids``, ``input.attention_mask``) mapped to
+    ``{axis: name}``; the default leaves axis 0 of every input free as ``batch``, and
+    outputs follow. Token models add their sequence axis, e.g.
+    ``{"*": {0: "batch"}, "*input_ids": {1: "sequence"}, "*attention_mask": {1: "sequence"}}``.
 
     The batches play three roles, which must not share samples: ``calibration_batches``
     set the quantizers' ranges, ``fitness_batches`` give the error the search minimises,
@@ -85,6 +95,9 @@ class Problem:
     layer_exclude: Sequence[str] = field(default_factory=tuple)
     export_parts: Sequence[ExportPart] = field(default_factory=tuple)
     validation_batches: Sequence[Batch] = field(default_factory=tuple)
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(
+        default_factory=lambda: dict(BATCH_AXIS)
+    )
 
     def __post_init__(self) -> None:
         for (first, second), shared in role_overlaps(self).items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import warnings
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from onnxscript import ir, optimizer
 from torch import nn
 
 from evoquant.errors import UserError
+from evoquant.export.axes import Axes, bind, dynamic_shapes, name_axes, named_tensors
+from evoquant.problem import BATCH_AXIS
 
 OPSET = 21
 """INT4 and blocked QuantizeLinear/DequantizeLinear need opset 21."""
@@ -36,18 +39,33 @@ def export_fp32(
     kwargs: dict[str, Any],
     weights: Iterable[str],
     label: str,
+    axes: Axes = BATCH_AXIS,
 ) -> onnx.ModelProto:
-    """The module traced on ``args``/``kwargs`` at opset 21; ``weights`` (initializer names) stay untouched."""
+    """The module traced on ``args``/``kwargs`` at opset 21; ``weights`` (initializer names) stay untouched.
+
+    Inputs are named as ``axes.named_tensors`` names them, and the ``axes`` the problem
+    declares stay symbolic where the model allows. ``torch.export`` traces first: given
+    the module, ``torch.onnx.export`` would read a trailing dict argument (a batch
+    passed whole, as sentence-embedding models take it) as the keyword arguments.
+    """
+    bound = bind(module, args, kwargs)
+    named = named_tensors(bound)
     try:
         with (
             contextlib.redirect_stdout(io.StringIO()),
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
+            program = torch.export.export(
                 module,
                 args,
-                kwargs=kwargs,
+                kwargs,
+                dynamic_shapes=dynamic_shapes(bound, axes),
+                strict=False,
+            )
+            onnx_program = torch.onnx.export(
+                program,
+                input_names=list(named),
                 dynamo=True,
                 opset_version=OPSET,
                 optimize=False,
@@ -58,7 +76,7 @@ def export_fp32(
             f"{label}: ONNX export failed ({_root_cause(error)}); "
             "declare Problem.export_parts to export the traceable sub-networks"
         ) from error
-    model = program.model
+    model = onnx_program.model
     protected = set(weights)
 
     def keep_weights(node: ir.Node) -> bool | None:
@@ -68,9 +86,17 @@ def export_fp32(
             return False
         return None
 
-    optimizer.fold_constants(model, should_fold=keep_weights)
+    folding = logging.getLogger("onnxscript.optimizer")
+    level = folding.level
+    folding.setLevel(logging.ERROR)  # "Evaluation failed" on symbolic shapes: not ours
+    try:
+        optimizer.fold_constants(model, should_fold=keep_weights)
+    finally:
+        folding.setLevel(level)
     optimizer.remove_unused_nodes(model)
-    return ir.serde.serialize_model(model)
+    proto = ir.serde.serialize_model(model)
+    name_axes(proto, named, axes)
+    return proto
 
 
 def _root_cause(error: BaseException) -> str:

@@ -3,9 +3,10 @@
 Per layer and deployed config (the QuantTable entry of that config gives the scales):
 
 * W8A8: ``QuantizeLinear -> DequantizeLinear`` on the weight initializer (INT8, per
-  output channel, axis 0) and on every activation input (INT8, per tensor); all
-  zero-points 0. The layer itself stays FP32-typed; TensorRT fuses the pairs into an
-  INT8 kernel.
+  output channel, axis 0) and on every activation input (INT8, per tensor);
+  symmetric, written as opset 21 allows (``output_dtype`` INT8, no zero-point input;
+  see ``_int8_pair``). The layer itself stays FP32-typed; TensorRT fuses the pairs
+  into an INT8 kernel.
 * W16A16: ``Cast`` to FP16 on every activation input, FP16 copies of weight and bias,
   and a ``Cast`` back to FP32 after the layer, so the layer is FP16-typed.
 * W4A16: the weight as an INT4 initializer with per-block FP16 scales
@@ -103,6 +104,39 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().float().numpy()
 
 
+def _int8_pair(
+    source: str, scale: str, base: str, axis: int | None = None
+) -> list[onnx.NodeProto]:
+    """``QuantizeLinear -> DequantizeLinear`` to symmetric INT8, named ``<base>::...``.
+
+    The zero-point is left out and ``output_dtype`` says INT8 (opset 21's way of
+    writing a symmetric quantizer). An INT8 zero-point input, all zeros anyway, is
+    what made default-optimised onnxruntime refuse Linear layers on 3-D inputs: its
+    MatMul+Add fusion puts a Reshape after the DequantizeLinear, QDQ propagation
+    copies the pair past it with ``output_dtype`` INT8 on the new Q, and the S8->U8
+    rewrite then turns that Q's zero-point into UINT8, a type clash. Without a
+    zero-point the rewrite leaves the pair alone; TensorRT reads INT8 from either form.
+    """
+    per_axis = {} if axis is None else {"axis": axis}
+    return [
+        helper.make_node(
+            "QuantizeLinear",
+            [source, scale],
+            [f"{base}::q"],
+            name=f"{base}::QuantizeLinear",
+            output_dtype=TensorProto.INT8,
+            **per_axis,
+        ),
+        helper.make_node(
+            "DequantizeLinear",
+            [f"{base}::q", scale],
+            [f"{base}::dq"],
+            name=f"{base}::DequantizeLinear",
+            **per_axis,
+        ),
+    ]
+
+
 class _Editor:
     """Collects insertions around the nodes of one graph, then writes them in topological order."""
 
@@ -159,7 +193,9 @@ class _Editor:
             ]
         if not found:
             raise UserError(
-                f"layer {layer.label} is not in the exported graph as {'/'.join(ops)}"
+                f"layer {layer.label} is not in the exported graph as {'/'.join(ops)} "
+                "(tracing drops a layer whose output is never used: exclude it with "
+                "layers.exclude)"
             )
         return found
 
@@ -201,23 +237,7 @@ class _Editor:
         scale = self._initializer(
             f"{layer.label}::input{i}::scale", _array(qp.scale).reshape(())
         )
-        zero = self._initializer(
-            f"{layer.label}::input{i}::zero_point", np.zeros((), np.int8)
-        )
-        self.before[id(node)] += [
-            helper.make_node(
-                "QuantizeLinear",
-                [source, scale, zero],
-                [f"{base}::q"],
-                name=f"{base}::QuantizeLinear",
-            ),
-            helper.make_node(
-                "DequantizeLinear",
-                [f"{base}::q", scale, zero],
-                [f"{base}::dq"],
-                name=f"{base}::DequantizeLinear",
-            ),
-        ]
+        self.before[id(node)] += _int8_pair(source, scale, base)
         return f"{base}::dq"
 
     def _quantize_weight(self, layer: LayerQuant) -> str:
@@ -233,23 +253,7 @@ class _Editor:
         if bits == 4:
             return self._int4_weight(layer, weight, scale, base)
         scale_name = self._initializer(f"{base}::scale", scale)
-        zero = self._initializer(f"{base}::zero_point", np.zeros(scale.shape, np.int8))
-        self.head += [
-            helper.make_node(
-                "QuantizeLinear",
-                [name, scale_name, zero],
-                [f"{base}::q"],
-                name=f"{base}::QuantizeLinear",
-                axis=qp.axis,
-            ),
-            helper.make_node(
-                "DequantizeLinear",
-                [f"{base}::q", scale_name, zero],
-                [f"{base}::dq"],
-                name=f"{base}::DequantizeLinear",
-                axis=qp.axis,
-            ),
-        ]
+        self.head += _int8_pair(name, scale_name, base, axis=qp.axis)
         return f"{base}::dq"
 
     def _int4_weight(

@@ -21,28 +21,62 @@ def _number(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _cost(metrics: dict[str, Any]) -> str:
+    return (
+        f"relative cost {_number(metrics.get('relative_cost'))}, "
+        f"{_number(metrics.get('avg_weight_bits'))} bits per weight"
+    )
+
+
+def _error(metrics: dict[str, Any] | None) -> str:
+    if metrics is None:
+        return "not measured (the problem has no validation batches)"
+    if "error" not in metrics:
+        return f"failed ({metrics.get('failed', 'no error metric')})"
+    return _number(metrics["error"])
+
+
+def headline(report: dict[str, Any]) -> list[str]:
+    """The deployed genome first (what runs, re-scored), then the searched one it came from."""
+    pick, deployed = report["pick"], report["deployed"]
+    searched = pick["metrics"]
+    scores = deployed["metrics"]
+    fitness = scores.get("fitness", {})
+    lines = [
+        (
+            f"**Deployed genome** (as TensorRT runs it: {report['promotions']} of "
+            f"{len(report['layers'])} layers promoted): {_cost(fitness)}; error "
+            f"{_error(fitness)} on the fitness batches, {_error(scores.get('heldout'))} "
+            "on the held-out validation batches."
+        ),
+        "",
+        (
+            f"Searched genome: front point {pick['index']} picked by `{pick['rule']}`: "
+            f"{_cost(searched)}; error {_number(searched.get('error'))} on the fitness "
+            "batches"
+            + (
+                f", {_number(searched['heldout_error'])} held out."
+                if "heldout_error" in searched
+                else "."
+            )
+        ),
+    ]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    """A person's view of ``report``: the pick, the parts with their checks, then every layer."""
-    pick = report["pick"]
-    metrics = pick["metrics"]
+    """A person's view of ``report``: the deployed and searched genomes, the parts with their checks, then every layer."""
     lines = [
         f"# Export of {report['run_dir']}",
         "",
-        (
-            f"Front point {pick['index']} picked by `{pick['rule']}`: relative cost "
-            f"{_number(metrics.get('relative_cost'))}, "
-            f"{_number(metrics.get('avg_weight_bits'))} bits per weight, "
-            f"error {_number(metrics.get('error'))}."
-        ),
+        *headline(report),
         "",
         f"Scales: {report['scales']}.",
         "",
         (
-            f"{report['promotions']} of {len(report['layers'])} layers promoted to a "
-            "precision TensorRT runs."
+            "## Graphs (default-optimised onnxruntime vs the fake-quantized PyTorch "
+            "model, fitness batches)"
         ),
-        "",
-        "## Graphs (onnxruntime vs the fake-quantized PyTorch model, fitness batches)",
         "",
         (
             "| part | module | file | calls | output | cosine | max abs error "

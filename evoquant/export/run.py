@@ -17,7 +17,9 @@ import onnx
 from torch import nn
 
 from evoquant.atomic import write_bytes_atomic, write_text_atomic
+from evoquant.errors import UserError
 from evoquant.export import engine as engines
+from evoquant.export.axes import Axes, check_varying_axes, declared, unmatched
 from evoquant.export.bench import bench_engine
 from evoquant.export.graph import export_fp32
 from evoquant.export.parts import Call, Part, capture_calls, resolve_parts
@@ -31,9 +33,10 @@ from evoquant.export.qdq import (
 )
 from evoquant.export.report import write_report
 from evoquant.export.scales import deployment_table, run_table
+from evoquant.export.score import DATA, score_configs
 from evoquant.export.validate import compare, run_calls, session
 from evoquant.pipeline import build_model_and_layers
-from evoquant.problem import Problem
+from evoquant.problem import BATCH_AXIS, Problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import QuantTable
@@ -41,19 +44,47 @@ from evoquant.rundir import EXPORT_DIR, make_directory, read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
 
 
+def _example(part: Part, calls: Sequence[Call], axes: Axes) -> Call:
+    """The first call whose dynamic axes are all longer than 1: torch.export fixes
+    an axis it sees at size 1 (it may broadcast), so such a call would fix the batch."""
+    for call in calls:
+        named = part.inputs(call)
+        if all(
+            named[name].shape[axis] > 1
+            for name in named
+            for axis in declared(name, named[name], axes)
+        ):
+            return call
+    return calls[0]
+
+
 def trace_parts(
-    parts: Sequence[Part], calls: Mapping[str, Sequence[Call]]
+    parts: Sequence[Part],
+    calls: Mapping[str, Sequence[Call]],
+    axes: Axes = BATCH_AXIS,
 ) -> dict[str, onnx.ModelProto]:
-    """Each part's FP32 graph, traced on its first captured call."""
+    """Each part's FP32 graph, traced on one captured call with ``axes`` left free."""
+    names = [name for part in parts for name in part.inputs(calls[part.name][0])]
+    stray = unmatched(list(axes), names)
+    if stray:
+        raise UserError(
+            f"Problem.dynamic_axes pattern {stray[0]!r} matches no input of the "
+            f"exported graphs (their inputs: {', '.join(names)})"
+        )
     traced = {}
     for part in parts:
-        first = calls[part.name][0]
+        example = _example(part, calls[part.name], axes)
+        label = f"export part {part.name}"
         traced[part.name] = export_fp32(
             part.module,
-            first.args,
-            first.kwargs,
+            example.args,
+            example.kwargs,
             [weight_initializer(part.relative(layer.name)) for layer in part.layers],
-            f"export part {part.name}",
+            label,
+            axes,
+        )
+        check_varying_axes(
+            label, traced[part.name], [part.inputs(c) for c in calls[part.name]]
         )
     return traced
 
@@ -117,23 +148,20 @@ class Exported:
     rows: list[dict[str, Any]]
 
 
-def _reference_calls(
+def _deployed_calls(
     problem: Problem,
     model: nn.Module,
     parts: Sequence[Part],
     table: QuantTable,
     plans: Sequence[LayerPlan],
-) -> tuple[dict[str, list[Call]], dict[str, list[Call]]]:
-    """Each part's calls on the fitness batches, fake-quantized as deployed and in FP32."""
+) -> dict[str, list[Call]]:
+    """Each part's calls on the fitness batches, fake-quantized as deployed."""
     quantized = QuantizedModel(model, table)
     try:
         quantized.apply([plan.deployed for plan in plans])
-        deployed = capture_calls(model, problem.run, problem.fitness_batches, parts)
-        quantized.apply(None)
-        fp32 = capture_calls(model, problem.run, problem.fitness_batches, parts)
+        return capture_calls(model, problem.run, problem.fitness_batches, parts)
     finally:
         quantized.remove()
-    return deployed, fp32
 
 
 def export_genome(
@@ -150,17 +178,18 @@ def export_genome(
     ``traced`` (``Exported.traced`` of an earlier call) skips tracing the model again.
     """
     parts = resolve_parts(model, problem.export_parts, layers)
+    fp32 = capture_calls(model, problem.run, problem.fitness_batches, parts)
     if traced is None:
-        first = capture_calls(model, problem.run, problem.fitness_batches[:1], parts)
-        traced = trace_parts(parts, first)
+        traced = trace_parts(parts, fp32, problem.dynamic_axes)
     graphs = export_graphs(
         parts, {plan.name: plan for plan in plans}, table, traced, directory
     )
-    deployed, fp32 = _reference_calls(problem, model, parts, table, plans)
+    deployed = _deployed_calls(problem, model, parts, table, plans)
     rows = []
     for part in parts:
         path = directory / f"{part.name}.onnx"
         sess = session(path)
+        calls = [part.inputs(call) for call in deployed[part.name]]
         rows.append(
             {
                 "name": part.name,
@@ -172,7 +201,7 @@ def export_genome(
                 "calls": len(deployed[part.name]),
                 "validation": compare(
                     [o.name for o in sess.get_outputs()],
-                    run_calls(sess, deployed[part.name]),
+                    run_calls(sess, calls),
                     deployed[part.name],
                     fp32[part.name],
                 ),
@@ -256,6 +285,9 @@ def export_run(
     layers_report = layer_rows(plans, exported.parts)
     if build_engines:
         add_engines(exported, layers_report, directory)
+    scores = score_configs(
+        problem, model, layers, table, [plan.deployed for plan in plans], config
+    )
     report = {
         "run_dir": str(run_dir),
         "export_dir": str(directory),
@@ -264,6 +296,11 @@ def export_run(
             "index": index,
             "metrics": {k: v for k, v in front[index].items() if k != "bits"},
             "bits": front[index]["bits"],
+        },
+        "deployed": {
+            "configs": {plan.name: list(plan.deployed) for plan in plans},
+            "metrics": scores,
+            "data": {role: DATA[role] for role in scores},
         },
         "scales": scales,
         "promotions": sum(plan.promoted for plan in plans),

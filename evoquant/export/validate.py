@@ -1,15 +1,16 @@
 """Does the exported graph compute what was searched? onnxruntime against the fake-quantized model.
 
-Graph optimizations are off, so onnxruntime executes the Q/DQ and cast nodes as
-written rather than its own fused integer kernels. Exact agreement is not expected:
-the two runtimes sum convolutions in different orders, and wherever that moves an
-activation across a rounding boundary, the quantized value differs by one step and
-the difference travels downstream.
+The session is a default one (every graph optimisation on), as a user would open
+it: a graph that only loads unoptimised is not a deliverable, and onnxruntime's fused
+integer kernels are what it runs. Exact agreement is not expected: the two runtimes
+sum in different orders, and wherever that moves an activation across a rounding
+boundary, the quantized value differs by one step and the difference travels
+downstream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +22,33 @@ from evoquant.export.parts import Call, tensors
 
 
 def session(path: str | Path) -> ort.InferenceSession:
-    """A CPU session on as many threads as torch uses, executing the graph unfused."""
+    """A default-optimised CPU session on as many threads as torch uses."""
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own untyped failures
+        first = str(error).strip().partition("\n")[0]
+        raise UserError(f"onnxruntime cannot load {path}: {first}") from error
 
 
 def run_calls(
-    sess: ort.InferenceSession, calls: Sequence[Call]
+    sess: ort.InferenceSession, calls: Sequence[Mapping[str, torch.Tensor]]
 ) -> list[list[np.ndarray]]:
-    """The graph's outputs for each captured call, fed the call's input tensors in order."""
+    """The graph's outputs for each call, given as its tensors by graph input name."""
     names = [i.name for i in sess.get_inputs()]
     results = []
-    for call in calls:
-        inputs = [t.cpu().numpy() for t in tensors((call.args, call.kwargs))]
-        if len(inputs) != len(names):
+    for inputs in calls:
+        missing = [name for name in names if name not in inputs]
+        if missing:
             raise UserError(
-                f"the exported graph takes {len(names)} inputs but the part received "
-                f"{len(inputs)} tensors"
+                f"the exported graph takes inputs {names} but the part received "
+                f"{sorted(inputs)}"
             )
-        results.append(sess.run(None, dict(zip(names, inputs))))
+        feed = {name: inputs[name].cpu().numpy() for name in names}
+        results.append(sess.run(None, feed))
     return results
 
 

@@ -1,5 +1,8 @@
 """Shared export fixtures: a finished digits run under ``target: tensorrt``, resnet18 pieces, a graph walker.
 
+Every ``.onnx`` a test writes under its ``tmp_path`` is loaded afterwards by a
+default-optimised onnxruntime session (``_graphs_load_in_default_sessions``).
+
 Torch runs on one thread here: on a shared two-core machine two OpenMP threads spin
 against each other and a resnet18 forward takes 25x longer.
 """
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, numpy_helper
@@ -44,6 +48,19 @@ def one_thread() -> Iterator[None]:
 def _one_thread() -> Iterator[None]:
     with one_thread():
         yield
+
+
+def load_default(path: Path) -> ort.InferenceSession:
+    """The graph in a default onnxruntime session: every graph optimisation on."""
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(autouse=True)
+def _graphs_load_in_default_sessions(tmp_path: Path) -> Iterator[None]:
+    """Every graph an export test writes must load as a user would load it."""
+    yield
+    for path in sorted(tmp_path.rglob("*.onnx")):
+        load_default(path)
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +181,12 @@ def _attr(node: onnx.NodeProto, name: str):
     return found[0] if found else None
 
 
+def _assert_symmetric_int8(q: onnx.NodeProto, dq: onnx.NodeProto) -> None:
+    """INT8 by ``output_dtype``, no zero-point input (what default onnxruntime loads)."""
+    assert _attr(q, "output_dtype") == TensorProto.INT8
+    assert len(q.input) == len(dq.input) == 2
+
+
 def walk_graph(
     model: onnx.ModelProto,
     plans: Sequence[LayerPlan],
@@ -199,8 +222,7 @@ def walk_graph(
             scale = numpy_helper.to_array(inits[source.input[1]])
             assert scale.shape == ()
             assert scale == pytest.approx(entry.input_qparams[i].scale.item())
-            zero = numpy_helper.to_array(inits[source.input[2]])
-            assert zero.dtype == np.int8 and not zero.any()
+            _assert_symmetric_int8(quantize, source)
             expected_q += 1
             expected_dq += 1
         if plan.kind == "matmul":
@@ -219,6 +241,7 @@ def walk_graph(
             assert q.input[0] == f"{plan.name}.weight" and _attr(dq, "axis") == 0
             scale = numpy_helper.to_array(inits[dq.input[1]])
             np.testing.assert_allclose(scale, entry.weight_qparams.scale.numpy())
+            _assert_symmetric_int8(q, dq)
             expected_q += 1
             expected_dq += 1
         else:

@@ -1,5 +1,7 @@
 """The Markdown report is rendered from report.json alone."""
 
+import json
+
 from evoquant.export.report import render_markdown, write_report
 
 REPORT = {
@@ -10,6 +12,14 @@ REPORT = {
         "index": 2,
         "metrics": {"relative_cost": 0.125, "avg_weight_bits": 4.0, "error": 0.01},
         "bits": {"stem": 8, "fc": 4},
+    },
+    "deployed": {
+        "configs": {"stem": [8, 8], "fc": [4, 16]},
+        "metrics": {
+            "fitness": {"relative_cost": 0.2, "avg_weight_bits": 6.4, "error": 0.004},
+            "heldout": {"relative_cost": 0.2, "avg_weight_bits": 6.4, "error": 0.006},
+        },
+        "data": {"fitness": "fitness batches", "heldout": "validation batches"},
     },
     "scales": "the run's table (tensorrt scheme)",
     "promotions": 1,
@@ -62,7 +72,16 @@ REPORT = {
 
 def test_markdown_shows_pick_checks_layers_and_engine_differences(tmp_path):
     text = render_markdown(REPORT)
-    assert "Front point 2 picked by `knee`: relative cost 0.125" in text
+    deployed, searched = text.index("**Deployed genome**"), text.index("Searched")
+    assert deployed < searched
+    assert (
+        "(as TensorRT runs it: 1 of 2 layers promoted): relative cost 0.2, 6.4 bits "
+        "per weight; error 0.004 on the fitness batches, 0.006 on the held-out"
+    ) in text
+    assert (
+        "Searched genome: front point 2 picked by `knee`: relative cost 0.125, 4 bits "
+        "per weight; error 0.01 on the fitness batches." in text
+    )
     assert "| model | `(model)` | model.onnx | 2 | linear | 0.999900 |" in text
     assert "0.2 / 0.3" in text
     assert (
@@ -77,3 +96,13 @@ def test_markdown_shows_pick_checks_layers_and_engine_differences(tmp_path):
         "manifest.json",
         "report.json",
     ]
+
+
+def test_headline_says_when_there_is_no_held_out_data_or_a_score_failed():
+    report = json.loads(json.dumps(REPORT))
+    report["pick"]["metrics"]["heldout_error"] = 0.02
+    report["deployed"]["metrics"] = {"fitness": {"failed": "ValueError: NaN"}}
+    text = render_markdown(report)
+    assert "error failed (ValueError: NaN) on the fitness batches" in text
+    assert "not measured (the problem has no validation batches)" in text
+    assert "0.01 on the fitness batches, 0.02 held out." in text

@@ -96,7 +96,7 @@ def test_export_of_the_knee_writes_checked_graphs_and_reports(
     assert report["scales"] == "the run's table (tensorrt scheme)"
     assert report["promotions"] == 0
     assert manifest["parts"][0]["onnx"] == "model.onnx"
-    assert manifest["parts"][0]["inputs"][0]["shape"] == [32, 1, 8, 8]
+    assert manifest["parts"][0]["inputs"][0]["shape"] == ["batch", 1, 8, 8]
     (validation,) = report["parts"][0]["validation"]
     print(f"digits knee: cosine {validation['cosine']:.6f}")
     assert validation["cosine"] >= 0.999
@@ -108,7 +108,18 @@ def test_export_of_the_knee_writes_checked_graphs_and_reports(
         _weights(digits_run),
     )
     markdown = (out / "REPORT.md").read_text()
-    assert "layer3.conv2" in markdown and "Front point" in markdown
+    assert "layer3.conv2" in markdown and "**Deployed genome**" in markdown
+    # nothing promoted, the run's own table: the re-scored deployed genome is the
+    # searched one, scored by the same code on the same batches and threads
+    deployed = report["deployed"]["metrics"]
+    searched = report["pick"]["metrics"]
+    assert deployed["fitness"]["error"] == pytest.approx(searched["error"], rel=1e-9)
+    assert deployed["fitness"]["avg_weight_bits"] == searched["avg_weight_bits"]
+    assert set(deployed) == {"fitness", "heldout"}
+    assert "validation batches" in report["deployed"]["data"]["heldout"]
+    assert report["deployed"]["configs"] == {
+        row["name"]: row["deployed"] for row in report["layers"]
+    }
 
 
 def _fails(argv, capsys, message):
