@@ -101,6 +101,8 @@ def bert_problem(
         fitness_batches=_batches("fitness", 2),
         validation_batches=_batches("validation", 3),
         run=run_wrapped if wrapped else run_bert,
+        # the wrapper pools the hidden states itself: BERT's pooler never reaches the output
+        layer_exclude=["bert.pooler.*"] if wrapped else [],
         export_parts=[ExportPart(p.replace(".", "_"), p) for p in parts or ()],
         dynamic_axes=TOKEN_AXES if sequence_axis else BATCH_AXIS,
     )

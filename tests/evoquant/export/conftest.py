@@ -7,6 +7,7 @@ Torch runs on one thread here: on a shared two-core machine two OpenMP threads s
 against each other and a resnet18 forward takes 25x longer.
 """
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,10 @@ from evoquant.quant.layers import find_layers
 from evoquant.quant.matmul import QuantMatMul
 from evoquant.quant.table import QuantTable, build_quant_table
 from problems.cnn.torchvision_models import torchvision_problem
+from problems.registry import build_problem
+
+HERE = Path(__file__).parent
+BERT = "bert_problem:bert_problem"  # bert_problem.py beside this file, a user's factory
 
 TRT_CONFIGS = [(4, 16), (8, 8), (16, 16)]
 
@@ -124,6 +129,36 @@ def resnet():
         )
         traced = _traced(problem, model, layers)
     return problem, model, layers, table, traced
+
+
+def trt_table(problem: Problem, model: nn.Module, layers) -> QuantTable:
+    """A tensorrt-scheme table of the three deployable configs (no alpha search)."""
+    return build_quant_table(
+        model,
+        layers,
+        problem.run,
+        problem.calibration_batches,
+        QuantConfig(
+            scheme="tensorrt", bit_configs=TRT_CONFIGS, alpha=AlphaConfig(enabled=False)
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def bert_factory():
+    """``build_problem`` on the BERT factory by its import path, as a config names it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(HERE))
+
+        def build(**args):
+            with one_thread():
+                problem = build_problem(BERT, args)
+                model = problem.build_model().eval()
+                layers = find_layers(model, exclude=problem.layer_exclude)
+                return problem, model, layers, trt_table(problem, model, layers)
+
+        yield build
+    sys.modules.pop("bert_problem", None)
 
 
 class TinyAttention(nn.Module):

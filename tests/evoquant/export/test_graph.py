@@ -68,3 +68,32 @@ def test_an_operator_onnx_cannot_take_is_a_user_error():
     message = str(error.value)
     assert "evoquant_test.pool" in message and "export_parts" in message
     assert "\n" not in message and "\x1b" not in message
+
+
+class _DictInput(nn.Module):
+    """Takes its batch as one dict, as sentence-embedding models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, 2)
+
+    def forward(self, input: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.proj(input["x"]) * input["mask"].unsqueeze(-1)
+
+
+def test_a_batch_dict_given_whole_exports_with_its_axes_free():
+    batch = {"x": torch.randn(2, 5, 3), "mask": torch.ones(2, 5)}
+    axes = {"*": {0: "batch", 1: "sequence"}}
+    model = export_fp32(_DictInput().eval(), (batch,), {}, ["proj.weight"], "m", axes)
+    shapes = {
+        value.name: [
+            d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim
+        ]
+        for value in [*model.graph.input, *model.graph.output]
+    }
+    (output,) = [v.name for v in model.graph.output]
+    assert shapes == {
+        "input.x": ["batch", "sequence", 3],
+        "input.mask": ["batch", "sequence"],
+        output: ["batch", "sequence", 2],
+    }

@@ -5,12 +5,14 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from evoquant.api import ExportPart
 from evoquant.errors import UserError
 from evoquant.export.parts import capture_calls, resolve_parts, tensors
 from evoquant.export.plan import plan_layers
 from evoquant.export.run import export_genome, layer_rows
+from evoquant.quant.layers import find_layers
 from evoquant.space import layer_weight_shapes
 
 
@@ -60,3 +62,54 @@ def test_declared_parts_export_as_separate_validated_graphs(attention, tmp_path)
         rows["scores"]["part"] is None and rows["scores"]["precision"] == "not exported"
     )
     json.dumps(exported.rows)  # the report is plain data
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).relu()
+
+
+class _Wrapper(nn.Module):
+    """Enters its encoder the ways libraries do: ``how`` picks one."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.encoder = _Encoder()
+        self.unused = _Encoder()
+        self.how = how
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "call":
+            return self.encoder(x)
+        if self.how == "forward":
+            return self.encoder.forward(x)
+        return _Encoder.forward(self.encoder, x)  # the class's function: nothing to see
+
+
+def _capture(how: str, module: str = "encoder"):
+    model = _Wrapper(how).eval()
+    layers = find_layers(model)
+    parts = resolve_parts(model, [ExportPart("enc", module)], layers)
+    x = torch.randn(3, 4)
+    return model, x, capture_calls(model, lambda m, b: m(b), [x], parts)
+
+
+@pytest.mark.parametrize("how", ["call", "forward"])
+def test_a_part_is_captured_whether_called_or_entered_through_forward(how):
+    model, x, calls = _capture(how)
+    (call,) = calls["enc"]
+    assert torch.equal(call.args[0], x)
+    assert torch.equal(call.output, model.encoder(x))
+    assert "forward" not in model.encoder.__dict__  # the capture's wrapper is gone
+
+
+def test_a_part_never_seen_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="yet 'proj' inside it did") as error:
+        _capture("class")
+    assert "_Encoder.forward(module, ...)" in str(error.value)
+    with pytest.raises(UserError, match="the problem's run does not use it"):
+        _capture("call", module="unused")

@@ -1,6 +1,10 @@
 """Quantized graphs: Q/DQ exactly where the genome says, checker-clean, close to the fake-quantized model."""
 
+import dataclasses
+
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 from evoquant.export.plan import plan_layers
@@ -88,3 +92,33 @@ def test_linear_on_tokens_and_attention_products(
     (row,) = exported.rows
     assert row["inputs"][0]["shape"] == ["batch", *problem.fitness_batches[0].shape[1:]]
     assert np.isfinite(row["validation"][0]["max_abs_error"])
+
+
+@pytest.mark.slow
+def test_a_static_bert_of_19_int8_linears_loads_in_a_default_session(
+    bert_factory, tmp_path, check_graph
+):
+    """The graph shape that default onnxruntime refused while the INT8 Q/DQ pairs had
+    zero-point inputs: Linear layers on 3-D inputs of fixed shape (its MatMul+Add
+    fusion then applies), a QuantizeLinear in front of each."""
+    bert, model, layers, table = bert_factory()
+    problem = dataclasses.replace(
+        bert, fitness_batches=bert.fitness_batches[:1], dynamic_axes={}
+    )
+    assert len(layers) == 19
+    plans, weights, exported = _export(
+        (problem, model, layers, table, None), [(8, 8)] * len(layers), tmp_path
+    )
+    (row,) = exported.rows
+    assert row["inputs"][0]["shape"] == list(
+        problem.fitness_batches[0]["input_ids"].shape
+    )
+    check_graph(exported.graphs["model"], plans, table, weights)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.ort.onnx")
+    ort.InferenceSession(
+        str(tmp_path / "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    fused = onnx.load(options.optimized_model_filepath)
+    assert "Gemm" in {node.op_type for node in fused.graph.node}  # the fusion ran
+    assert min(o["cosine"] for o in row["validation"]) >= 0.999

@@ -12,12 +12,18 @@ from evoquant.archive import Archive
 from evoquant.cli import main
 from evoquant.errors import UserError
 from evoquant.export.engine import require_tensorrt
-from evoquant.export.plan import LayerPlan
+from evoquant.export.parts import capture_calls
+from evoquant.export.plan import LayerPlan, plan_layers
+from evoquant.export.run import export_genome
+from evoquant.export.validate import compare, run_calls, session
 from evoquant.quant.layers import find_layers
+from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import QuantTable
 from evoquant.rundir import read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
 from problems.registry import build_problem
+
+DEPLOYABLE = [(4, 16), (8, 8), (16, 16)]
 
 
 @pytest.fixture(autouse=True)
@@ -166,3 +172,67 @@ def test_engine_commands_without_tensorrt_fail_in_one_line(
     fake.write_bytes(b"not an engine")
     _fails(["bench-engine", str(fake)], capsys, "TensorRT engines need")
     _fails(["bench-engine", str(tmp_path / "absent.engine")], capsys, "not found")
+
+
+def _bert_export(bert_factory, directory, configs=None, **args):
+    problem, model, layers, table = bert_factory(**args)
+    genome = configs or [DEPLOYABLE[i % 3] for i in range(len(layers))]
+    plans = plan_layers(layers, genome, layer_weight_shapes(model, layers))
+    exported = export_genome(problem, model, layers, plans, table, directory)
+    return problem, model, layers, table, plans, exported
+
+
+def _deployed_outputs(problem, model, table, plans, parts, batches):
+    """Each part's fake-quantized calls on ``batches`` (the model left unwrapped)."""
+    quantized = QuantizedModel(model, table)
+    try:
+        quantized.apply([plan.deployed for plan in plans])
+        return capture_calls(model, problem.run, batches, parts)
+    finally:
+        quantized.remove()
+
+
+@pytest.mark.slow
+def test_one_bert_graph_runs_every_batch_size_and_sequence_length(
+    bert_factory, tmp_path
+):
+    problem, model, _, table, plans, exported = _bert_export(bert_factory, tmp_path)
+    assert [p.name for p in tmp_path.glob("*.onnx")] == ["model.onnx"]
+    (row,) = exported.rows
+    shapes = {i["name"]: i["shape"] for i in row["inputs"]}
+    assert shapes["input_ids"] == ["batch", "sequence"]
+    assert shapes["attention_mask"][1] == "sequence"
+    assert row["outputs"][0]["shape"][1:] == ["sequence", 64]
+    fitness_shapes = {tuple(b["input_ids"].shape) for b in problem.fitness_batches}
+    assert row["calls"] == len(fitness_shapes) == 3
+    assert min(o["cosine"] for o in row["validation"]) >= 0.999
+    # the held-out batches (other sizes again) run in the same graph
+    (part,) = exported.parts
+    calls = _deployed_outputs(
+        problem, model, table, plans, [part], problem.validation_batches
+    )["model"]
+    sess = session(tmp_path / "model.onnx")
+    outputs = run_calls(sess, [part.inputs(call) for call in calls])
+    names = [o.name for o in sess.get_outputs()]
+    for result in compare(names, outputs, calls, calls):
+        assert result["cosine"] >= 0.999, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parts", [None, ["bert"]])
+def test_an_encoder_entered_through_forward_exports_whole_or_as_a_part(
+    bert_factory, tmp_path, parts
+):
+    *_, exported = _bert_export(
+        bert_factory, tmp_path, wrapped=True, parts=parts, layers=1
+    )
+    (row,) = exported.rows
+    names = [i["name"] for i in row["inputs"]]
+    # the wrapper takes the batch dict whole; the part gets BERT's own keywords
+    assert names == (
+        ["input.input_ids", "input.attention_mask"]
+        if parts is None
+        else ["input_ids", "attention_mask"]
+    )
+    assert row["calls"] == 3
+    assert min(o["cosine"] for o in row["validation"]) >= 0.999
