@@ -41,12 +41,12 @@ def headline(report: dict[str, Any]) -> list[str]:
     pick, deployed = report["pick"], report["deployed"]
     searched = pick["metrics"]
     scores = deployed["metrics"]
-    fitness = scores.get("fitness", {})
-    lines = [
+    return [
         (
             f"**Deployed genome** (as TensorRT runs it: {report['promotions']} of "
-            f"{len(report['layers'])} layers promoted): {_cost(fitness)}; error "
-            f"{_error(fitness)} on the fitness batches, {_error(scores.get('heldout'))} "
+            f"{len(report['layers'])} layers promoted): {_cost(deployed['cost'])}; "
+            f"error {_error(scores['fitness'])} on the fitness batches, "
+            f"{_error(scores.get('heldout'))} "
             "on the held-out validation batches."
         ),
         "",
@@ -61,7 +61,6 @@ def headline(report: dict[str, Any]) -> list[str]:
             )
         ),
     ]
-    return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import QuantTable
 from evoquant.rundir import EXPORT_DIR, make_directory, read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
+from fitness.bits import bit_metrics
 
 
 def _example(part: Part, calls: Sequence[Call], axes: Axes) -> Call:
@@ -299,6 +300,7 @@ def export_run(
         },
         "deployed": {
             "configs": {plan.name: list(plan.deployed) for plan in plans},
+            "cost": bit_metrics(layers, [plan.deployed[0] for plan in plans]),
             "metrics": scores,
             "data": {role: DATA[role] for role in scores},
         },

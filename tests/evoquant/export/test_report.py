@@ -15,6 +15,7 @@ REPORT = {
     },
     "deployed": {
         "configs": {"stem": [8, 8], "fc": [4, 16]},
+        "cost": {"relative_cost": 0.2, "avg_weight_bits": 6.4},
         "metrics": {
             "fitness": {"relative_cost": 0.2, "avg_weight_bits": 6.4, "error": 0.004},
             "heldout": {"relative_cost": 0.2, "avg_weight_bits": 6.4, "error": 0.006},
@@ -103,6 +104,6 @@ def test_headline_says_when_there_is_no_held_out_data_or_a_score_failed():
     report["pick"]["metrics"]["heldout_error"] = 0.02
     report["deployed"]["metrics"] = {"fitness": {"failed": "ValueError: NaN"}}
     text = render_markdown(report)
-    assert "error failed (ValueError: NaN) on the fitness batches" in text
+    assert "6.4 bits per weight; error failed (ValueError: NaN) on the fitness" in text
     assert "not measured (the problem has no validation batches)" in text
     assert "0.01 on the fitness batches, 0.02 held out." in text

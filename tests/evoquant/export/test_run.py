@@ -121,6 +121,7 @@ def test_export_of_the_knee_writes_checked_graphs_and_reports(
     searched = report["pick"]["metrics"]
     assert deployed["fitness"]["error"] == pytest.approx(searched["error"], rel=1e-9)
     assert deployed["fitness"]["avg_weight_bits"] == searched["avg_weight_bits"]
+    assert report["deployed"]["cost"]["avg_weight_bits"] == searched["avg_weight_bits"]
     assert set(deployed) == {"fitness", "heldout"}
     assert "validation batches" in report["deployed"]["data"]["heldout"]
     assert report["deployed"]["configs"] == {
