@@ -370,6 +370,7 @@ def export(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from evoquant.export.report import headline
     from evoquant.export.run import export_run  # onnx loads only for this command
 
     report = export_run(args.run_dir, args.pick, args.out, build_engines=args.engine)
@@ -380,6 +381,7 @@ def export(args: argparse.Namespace) -> None:
         for key, value in pick["metrics"].items()
     )
     console.print(f"picked front point {pick['index']} ({pick['rule']}): {metrics}")
+    console.print(headline(report)[0].replace("**", ""), markup=False)
     table = Table(title="genome")
     for column in ["layer", "gene", "deployed", "precision", "promoted because"]:
         table.add_column(column)

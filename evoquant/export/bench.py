@@ -1,6 +1,7 @@
 """Latency of a TensorRT engine: warm-up, then mean / p50 / p99 over timed runs.
 
-Inputs and outputs live in pinned host buffers and are copied on the same CUDA
+Dynamic inputs run at their optimisation profile's tuned shape. Inputs and
+outputs live in pinned host buffers and are copied on the same CUDA
 stream as the inference, so each timed run (CUDA events around copy in, execute,
 copy out) is what an application waiting for a result sees.
 """
@@ -68,9 +69,14 @@ def _timed_runs(
     stream = cuda.Stream()
     rng = np.random.default_rng(0)
     inputs, outputs = [], []
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        shape = tuple(engine.get_tensor_shape(name))
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    for name in names:  # dynamic inputs at the profile's tuned shape (the largest seen)
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT and any(
+            d < 0 for d in engine.get_tensor_shape(name)
+        ):
+            execution.set_input_shape(name, engine.get_tensor_profile_shape(name, 0)[1])
+    for name in names:
+        shape = tuple(execution.get_tensor_shape(name))
         if any(d < 0 for d in shape):
             raise UserError(f"{path}: tensor {name} has a dynamic shape {shape}")
         host = cuda.pagelocked_empty(shape, trt.nptype(engine.get_tensor_dtype(name)))

@@ -54,8 +54,16 @@ def require_tensorrt() -> tuple[ModuleType, ModuleType]:
     return trt, cuda
 
 
-def build_engine(onnx_path: Path, engine_path: Path) -> dict[str, Any]:
-    """Build a strongly typed engine from ``onnx_path``; returns the inspector's engine information."""
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    ranges: Mapping[str, tuple[Sequence[int], Sequence[int]]] | None = None,
+) -> dict[str, Any]:
+    """Build a strongly typed engine from ``onnx_path``; returns the inspector's engine information.
+
+    An input with dynamic axes gets an optimisation profile from ``ranges`` (its
+    smallest and largest shapes, the largest also the shape tuned for).
+    """
     trt, _ = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -71,6 +79,22 @@ def build_engine(onnx_path: Path, engine_path: Path) -> dict[str, Any]:
         raise UserError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    dynamic = [
+        network.get_input(i)
+        for i in range(network.num_inputs)
+        if any(d < 0 for d in network.get_input(i).shape)
+    ]
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for tensor in dynamic:
+            if tensor.name not in (ranges or {}):
+                raise UserError(
+                    f"{onnx_path.name}: input {tensor.name} has dynamic axes and no "
+                    "shape range for an optimisation profile"
+                )
+            low, high = ranges[tensor.name]
+            profile.set_shape(tensor.name, tuple(low), tuple(high), tuple(high))
+        config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise UserError(f"TensorRT could not build an engine from {onnx_path.name}")

@@ -123,9 +123,15 @@ def export_graphs(
     return graphs
 
 
-def _io(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
-    return [
-        {
+def _io(
+    values: Sequence[onnx.ValueInfoProto],
+    calls: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Names, shapes (dynamic axes by name) and dtypes; for inputs, the smallest and
+    largest shapes the calls gave them (a TensorRT optimisation profile's range)."""
+    rows = []
+    for value in values:
+        row = {
             "name": value.name,
             "shape": [
                 d.dim_value or d.dim_param for d in value.type.tensor_type.shape.dim
@@ -134,8 +140,12 @@ def _io(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
                 value.type.tensor_type.elem_type
             ).name,
         }
-        for value in values
-    ]
+        if calls:
+            shapes = [tuple(call[value.name].shape) for call in calls]
+            row["min_shape"] = [min(sizes) for sizes in zip(*shapes)]
+            row["max_shape"] = [max(sizes) for sizes in zip(*shapes)]
+        rows.append(row)
+    return rows
 
 
 @dataclass
@@ -196,7 +206,7 @@ def export_genome(
                 "name": part.name,
                 "module": part.spec.module,
                 "onnx": path.name,
-                "inputs": _io(graphs[part.name].graph.input),
+                "inputs": _io(graphs[part.name].graph.input, calls),
                 "outputs": _io(graphs[part.name].graph.output),
                 "layers": [layer.name for layer in part.layers],
                 "calls": len(deployed[part.name]),
@@ -239,7 +249,8 @@ def add_engines(
     rows = {layer["name"]: layer for layer in layers}
     for part, row in zip(exported.parts, exported.rows):
         engine_path = directory / f"{part.name}.engine"
-        info = engines.build_engine(directory / row["onnx"], engine_path)
+        ranges = {i["name"]: (i["min_shape"], i["max_shape"]) for i in row["inputs"]}
+        info = engines.build_engine(directory / row["onnx"], engine_path, ranges)
         write_text_atomic(
             directory / f"{part.name}.engine.json", json.dumps(info, indent=1)
         )

@@ -12,9 +12,9 @@ from evoquant.archive import Archive
 from evoquant.cli import main
 from evoquant.errors import UserError
 from evoquant.export.engine import require_tensorrt
-from evoquant.export.parts import capture_calls
+from evoquant.export.parts import capture_calls, resolve_parts
 from evoquant.export.plan import LayerPlan, plan_layers
-from evoquant.export.run import export_genome
+from evoquant.export.run import export_genome, trace_parts
 from evoquant.export.validate import compare, run_calls, session
 from evoquant.quant.layers import find_layers
 from evoquant.quant.model import QuantizedModel
@@ -96,13 +96,16 @@ def test_export_of_the_knee_writes_checked_graphs_and_reports(
     assert main(["export", str(digits_run), "--pick", "knee", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "picked front point" in printed and "cosine" in printed
+    assert "Deployed genome (as TensorRT runs it: 0 of 10 layers promoted)" in printed
     report = json.loads((out / "report.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert report["pick"]["rule"] == "knee" and report["export_dir"] == str(out)
     assert report["scales"] == "the run's table (tensorrt scheme)"
     assert report["promotions"] == 0
     assert manifest["parts"][0]["onnx"] == "model.onnx"
-    assert manifest["parts"][0]["inputs"][0]["shape"] == ["batch", 1, 8, 8]
+    (image,) = manifest["parts"][0]["inputs"]
+    assert image["shape"] == ["batch", 1, 8, 8]
+    assert image["min_shape"] == image["max_shape"] == [32, 1, 8, 8]
     (validation,) = report["parts"][0]["validation"]
     print(f"digits knee: cosine {validation['cosine']:.6f}")
     assert validation["cosine"] >= 0.999
@@ -204,6 +207,8 @@ def test_one_bert_graph_runs_every_batch_size_and_sequence_length(
     assert shapes["input_ids"] == ["batch", "sequence"]
     assert shapes["attention_mask"][1] == "sequence"
     assert row["outputs"][0]["shape"][1:] == ["sequence", 64]
+    assert shapes and row["inputs"][0]["min_shape"] == [2, 7]
+    assert row["inputs"][0]["max_shape"] == [4, 13]  # a TensorRT profile's range
     fitness_shapes = {tuple(b["input_ids"].shape) for b in problem.fitness_batches}
     assert row["calls"] == len(fitness_shapes) == 3
     assert min(o["cosine"] for o in row["validation"]) >= 0.999
@@ -237,3 +242,14 @@ def test_an_encoder_entered_through_forward_exports_whole_or_as_a_part(
     )
     assert row["calls"] == 3
     assert min(o["cosine"] for o in row["validation"]) >= 0.999
+
+
+def test_a_dynamic_axes_pattern_that_matches_no_input_is_refused(attention):
+    problem, model, layers, _, _ = attention
+    parts = resolve_parts(model, [], layers)
+    calls = capture_calls(model, problem.run, problem.fitness_batches, parts)
+    with pytest.raises(
+        UserError, match="pattern 'input_ids' matches no input"
+    ) as error:
+        trace_parts(parts, calls, {"input_ids": {1: "sequence"}})
+    assert "their inputs: x" in str(error.value)
