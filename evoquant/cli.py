@@ -1,7 +1,9 @@
 """The ``evoquant`` command line. User mistakes end as one line on stderr and exit status 2.
 
 Only the standard library is imported before the arguments are parsed: ``--help`` is
-instant, and Ctrl-C while torch loads ends with one line, not a traceback.
+instant, and Ctrl-C while torch loads ends with one line, not a traceback. SIGTERM
+(what a preempted cluster job receives) stops a run as Ctrl-C does: the last
+checkpoint stands, and one line says how to resume.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +22,19 @@ from evoquant import __version__
 from evoquant.errors import RunStopped, UserError
 
 log = logging.getLogger(__name__)
+
+SIGTERM_STATUS = 128 + signal.SIGTERM
+SIGINT_STATUS = 128 + signal.SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program stands so that it unwinds as on Ctrl-C:
+    workers stopped, Ray shut down, files closed."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
 
 DESCRIPTION = """\
 Evolutionary mixed-precision post-training quantization: find per-layer bit-widths
@@ -579,6 +596,18 @@ def configure_console_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return run_command(argv)  # only the main thread may set a signal handler
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return run_command(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its command; the exit status."""
+    args = None
     try:
         args = build_parser().parse_args(argv)
         configure_console_logging(args.verbose)
@@ -592,10 +621,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"evoquant: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("evoquant: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"evoquant: {how}{resume_hint(args)}", file=sys.stderr)
+        return SIGTERM_STATUS if terminated else SIGINT_STATUS
     return 0
+
+
+def resume_hint(args: argparse.Namespace | None) -> str:
+    """``; 'evoquant resume RUN_DIR' continues from generation N`` for a search stopped
+    after its first checkpoint; nothing otherwise."""
+    if args is None or args.handler not in (search, resume):
+        return ""
+    from evoquant.checkpoint import checkpoint_paths
+    from evoquant.rundir import CHECKPOINT_DIR
+
+    run_dir = run_dir_of(args) if args.handler is search else Path(args.run_dir)
+    checkpoints = checkpoint_paths(run_dir / CHECKPOINT_DIR)
+    if not checkpoints:
+        return "; no generation was finished, nothing to resume"
+    last = checkpoints[-1].stem.removeprefix("gen_")
+    return f"; 'evoquant resume {run_dir}' continues after generation {int(last)}"
 
 
 if __name__ == "__main__":

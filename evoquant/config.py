@@ -299,6 +299,9 @@ class SearchConfig(Section):
     ``relative_cost``, ``avg_weight_bits``, ``megabytes`` or a cost metric of the
     problem's own), then ``error``, the metric the top-level ``error`` key names; the
     fronts, plots and hypervolume are drawn in these two dimensions.
+    ``offspring`` is how many new genomes each generation after the first asks for:
+    unset, ``pop_size`` (the thesis's loop); ``workers``, a whole number of waves of
+    the evaluator's workers (resolved once, when the run starts, and stored as a number).
     """
 
     pop_size: Integer = 100
@@ -312,6 +315,7 @@ class SearchConfig(Section):
     (stored as ``two_genes``), or a policy of the user's own."""
     alphabet: list[Integer] = list(BIT_WIDTHS)
     objectives: list[str] = ["f_bits", "error"]
+    offspring: Integer | Literal["workers"] | None = None
 
     @field_validator("pop_size")
     @classmethod
@@ -330,6 +334,15 @@ class SearchConfig(Section):
         if value > MAX_GENERATIONS:
             raise ValueError(
                 f"generations must be at most {MAX_GENERATIONS}, not {value}"
+            )
+        return value
+
+    @field_validator("offspring")
+    @classmethod
+    def _check_offspring(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= MAX_POP_SIZE:
+            raise ValueError(
+                f"offspring must be 1 to {MAX_POP_SIZE} or 'workers', not {value}"
             )
         return value
 
@@ -552,7 +565,8 @@ class RunConfig(Section):
     def digest(self) -> str:
         """A stable hash of every setting, to tell whether a run dir matches a config.
 
-        An unset ``target`` is left out, so runs made before targets existed keep their digest.
+        An unset ``target`` or ``search.offspring`` is left out, so runs made before
+        they existed keep their digest.
         Where genomes are scored (``evaluator``) is left out too, so a run can resume on
         another back-end or cluster; only a thread count other than the default 1 counts,
         since it changes the last bits of the scores.
@@ -562,6 +576,8 @@ class RunConfig(Section):
             del settings["target"]
         if not settings["custom_imports"]:
             del settings["custom_imports"]
+        if settings["search"]["offspring"] is None:
+            del settings["search"]["offspring"]
         threads = settings.pop("evaluator")["threads_per_worker"]
         if threads != 1:
             settings["threads_per_worker"] = threads

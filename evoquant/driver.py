@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from evoquant.archive import Archive
@@ -30,7 +30,7 @@ from evoquant.rundir import (
     RunRecord,
     make_directory,
 )
-from evoquant.search import Search, uniform_label
+from evoquant.search import Search, offspring_for, resolve_offspring, uniform_label
 from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
 
 
@@ -94,6 +94,11 @@ def build_evaluator(
     return RayEvaluator(
         factory, prepared.table, space.bit_configs, options, run_dir, on_cuda
     )
+
+
+def worker_count(backend: LocalEvaluator | RayEvaluator) -> int:
+    """Genomes the back-end scores at once: its Ray workers, or 1 in this process."""
+    return backend.workers if isinstance(backend, RayEvaluator) else 1
 
 
 def start_record(
@@ -170,15 +175,17 @@ def run_search(
         total_generations = generations or config.search.generations
         done = 0 if checkpoint is None else checkpoint.generation + 1
         # the back-end is up (Ray workers ready) before Search writes the run dir
-        with (
-            backend,
-            SearchProgress(
-                config.search.pop_size,
-                max(total_generations - done, 0),
-                0 if checkpoint is None else checkpoint.n_eval,
-                enabled=show_progress and sys.stderr.isatty(),
-            ) as progress,
-        ):
+        with ExitStack() as stack:
+            stack.enter_context(backend)
+            config = resolve_offspring(config, worker_count(backend))
+            progress = stack.enter_context(
+                SearchProgress(
+                    max(config.search.pop_size, offspring_for(config.search, 1)),
+                    max(total_generations - done, 0),
+                    0 if checkpoint is None else checkpoint.n_eval,
+                    enabled=show_progress and sys.stderr.isatty(),
+                )
+            )
             record = start_record(run, config, space, record)
             archive = open_archive(run_dir, config, record)
             report = RunReport(run_dir, archive, record)

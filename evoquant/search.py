@@ -27,7 +27,7 @@ from pymoo.problems.static import StaticProblem
 from evoquant import __version__
 from evoquant.archive import FAILED, Archive
 from evoquant.checkpoint import Checkpoint, write_checkpoint
-from evoquant.config import RunConfig
+from evoquant.config import RunConfig, SearchConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.protocol import GenomeEvaluator
 from evoquant.operators import UniformPlusRandomSampling
@@ -43,9 +43,38 @@ log = logging.getLogger(__name__)
 OnGeneration = Callable[[int, list[list[int]], np.ndarray, tuple[int, int]], None]
 
 
+def offspring_for(search: SearchConfig, workers: int) -> int:
+    """New genomes per generation: ``offspring`` as set, ``pop_size`` when unset, and
+    for ``workers`` the most whole waves of ``workers`` that fit in ``pop_size`` (one
+    wave at least), so no worker waits at the generation barrier for a short last wave.
+    """
+    if search.offspring is None:
+        return search.pop_size
+    if search.offspring == "workers":
+        return max(workers, search.pop_size - search.pop_size % workers)
+    return search.offspring
+
+
+def resolve_offspring(config: RunConfig, workers: int) -> RunConfig:
+    """``config`` with ``search.offspring: workers`` made a number for ``workers``
+    workers: the run stores the number, so a resume on another cluster continues the
+    same way."""
+    if config.search.offspring != "workers":
+        return config
+    search = config.search.model_copy(
+        update={"offspring": offspring_for(config.search, workers)}
+    )
+    return config.model_copy(update={"search": search})
+
+
 def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
-    """pymoo's NSGA-II (rank-and-crowding survival, binary tournament, no duplicates) with our operators."""
+    """pymoo's NSGA-II (rank-and-crowding survival, binary tournament, no duplicates) with our operators.
+
+    ``search.offspring`` must be a number or unset here (``resolve_offspring``).
+    """
     search = config.search
+    if search.offspring == "workers":
+        raise ValueError("search.offspring 'workers' is resolved before the search")
     if not search.objectives or len(set(search.objectives)) != len(search.objectives):
         raise UserError("search.objectives must name distinct metrics, at least one")
     if search.mutation_prob is not None and not 0 < search.mutation_prob <= 1:
@@ -59,6 +88,7 @@ def build_algorithm(config: RunConfig, space: SearchSpace) -> NSGA2:
         raise UserError(f"search: {error}") from None
     return NSGA2(
         pop_size=search.pop_size,
+        n_offsprings=offspring_for(search, 1),
         sampling=UniformPlusRandomSampling(space.uniform_genomes()),
         crossover=crossover(space.module_boundaries(), prob=search.crossover_prob),
         mutation=mutation(prob_var=search.mutation_prob),

@@ -118,6 +118,9 @@ class RayEvaluator(AbstractContextManager):
     session are shut down.
     """
 
+    worker_class: type = EvaluationWorker
+    """What each actor runs; a benchmark swaps in a simulated evaluator of its own."""
+
     def __init__(
         self,
         factory: MakeFitness,
@@ -155,6 +158,11 @@ class RayEvaluator(AbstractContextManager):
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
+    @property
+    def workers(self) -> int:
+        """Places in the pool: the genomes scored at once while every worker is up."""
+        return len(self.slots)
+
     def _stop_workers(self) -> None:
         import ray
 
@@ -168,7 +176,7 @@ class RayEvaluator(AbstractContextManager):
 
         workers, gpus = placement(self.options, ray.cluster_resources(), self.on_cuda)
         self._table_ref = ray.put(to_arrays(self.table))  # every (re)start reads it
-        self._actor_class = ray.remote(EvaluationWorker).options(
+        self._actor_class = ray.remote(self.worker_class).options(
             num_cpus=self.options.threads_per_worker, num_gpus=gpus
         )
         self.slots = [_Slot(i, *self._spawn()) for i in range(workers)]

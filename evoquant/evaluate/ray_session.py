@@ -5,6 +5,9 @@ A private instance listens on 127.0.0.1 only, has no dashboard unless asked (the
 puts Unix sockets under that directory and a socket path may hold at most 107 bytes,
 so a run dir deeper than ``MAX_TEMP_DIR`` characters is reached through a short
 symlink ``/tmp/evoquant-XXXX/ray``, removed when Ray stops; the logs stay in the run dir.
+``ray.init`` replaces the process's SIGTERM handler with an exit; a handler of the
+caller's own (the command line's) is put back, so a preempted run ends the same way
+whatever the back-end.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -77,6 +82,13 @@ def temp_dir_for(run_dir: Path) -> Iterator[Path]:
             shutil.rmtree(sockets, ignore_errors=True)
 
 
+def put_back_sigterm_handler(handler: object) -> None:
+    """``handler`` again after ``ray.init`` replaced it, if it is a Python function;
+    Ray's own exit stays otherwise (a plain default would skip Ray's shutdown)."""
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 @contextmanager
 def ray_session(
     address: str | None,
@@ -104,6 +116,7 @@ def ray_session(
         yield
         return
     with ExitStack() as stack:
+        sigterm_handler = signal.getsignal(signal.SIGTERM)
         try:
             if address is None:
                 temp = stack.enter_context(temp_dir_for(run_dir))
@@ -129,6 +142,7 @@ def ray_session(
                 f"cannot use Ray at {address or 'a new local instance'}: "
                 f"{str(error).strip().splitlines()[0]}"
             ) from None
+        put_back_sigterm_handler(sigterm_handler)
         try:
             yield
         finally:
