@@ -4,13 +4,16 @@
 The real back-end (``RayEvaluator``: its pool, its queueing, a private Ray instance)
 scores generations of genomes on W actors that sleep for an evaluation's time instead
 of running a model: the thesis's ~7 s per BEVFusion evaluation scaled down 100x to
-70 ms, spread lognormally (sigma 0.2), each genome's duration drawn once. A generation
+70 ms, and 28x to 250 ms (at 70 ms, 2 loaded cores cannot dispatch to 16 or more
+workers fast enough), spread lognormally (sigma 0.2), each genome's duration drawn once. A generation
 is one ``evaluate`` call, as ``Search.run`` makes it: 100 genomes in generation 0,
 then ``pop_size`` (before) or ``offspring_for(W)`` (after) a generation.
 
 Idle fraction = 1 - busy / available, summed over generations: busy is the sleep the
 actors report (their own clock, the same machine's), available is W x the time from
-the ``evaluate`` call to its last result. The variants alternate generation by
+the ``evaluate`` call to its last result. It splits into the barrier (a worker done
+with its last genome while others still run: the short last wave and the spread of
+durations) and overhead (Ray's dispatch and the driver, between evaluations). The variants alternate generation by
 generation on the same actors. Ray is given ``--logical-cpus`` CPUs (64 actors on this
 2-core machine only sleep); the memory of Ray and its actors is read from /proc.
 Writes ``bench/results/idle_workers.json``.
@@ -24,6 +27,7 @@ import os
 import socket
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +41,9 @@ from evoquant.search import offspring_for
 
 RESULTS = Path(__file__).parent / "results" / "idle_workers.json"
 POP = 100
-MEAN_S = 0.07
 SIGMA = 0.2
+START_LIMIT_S = 600
+"""Ray starts worker processes two at a time: 64 take minutes on a loaded machine."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class SleepWorker:
     def evaluate(self, seconds: float) -> dict:
         started = time.time()
         time.sleep(seconds)
-        return {"started": started, "finished": time.time()}
+        return {"started": started, "finished": time.time(), "pid": os.getpid()}
 
 
 class SleepEvaluator(RayEvaluator):
@@ -91,18 +96,42 @@ def rss_mib(pids: set[int] | None = None) -> float:
     return sum(rss.get(pid, 0) for pid in pids) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def generation(
-    evaluator: RayEvaluator, durations: dict[tuple[int], float], genomes: list
-) -> tuple[float, float]:
-    """(busy, available) worker-seconds of one ``evaluate`` call."""
+def generation(evaluator: RayEvaluator, genomes: list) -> Counter[str]:
+    """Worker-seconds of one ``evaluate`` call: ``available`` (W x its duration),
+    ``busy`` (the actors' sleep), ``barrier`` (each worker's wait from its last result
+    to the generation's end: what a short last wave costs) and ``overhead`` (the rest:
+    waits before and between a worker's evaluations, Ray's dispatch)."""
     start = time.time()
+    last_finish: dict[int, float] = {}
     busy = 0.0
     for _, metrics in evaluator.evaluate(genomes):
         busy += metrics["finished"] - metrics["started"]
-    return busy, evaluator.workers * (time.time() - start)
+        pid = metrics["pid"]
+        last_finish[pid] = max(last_finish.get(pid, start), metrics["finished"])
+    end = time.time()
+    available = evaluator.workers * (end - start)
+    idle_workers = evaluator.workers - len(last_finish)  # had nothing at all
+    barrier = sum(end - t for t in last_finish.values()) + idle_workers * (end - start)
+    return Counter(
+        available=available,
+        busy=busy,
+        barrier=barrier,
+        overhead=available - busy - barrier,
+    )
 
 
-def measure(workers: int, generations: int, run_dir: Path, seed: int) -> dict:
+def fractions(sums: Counter[str]) -> dict[str, float]:
+    """Idle, and its two parts, as fractions of the available worker-seconds."""
+    return {
+        "idle": round(1 - sums["busy"] / sums["available"], 4),
+        "barrier": round(sums["barrier"] / sums["available"], 4),
+        "overhead": round(sums["overhead"] / sums["available"], 4),
+    }
+
+
+def measure(
+    workers: int, mean_s: float, generations: int, run_dir: Path, seed: int
+) -> dict:
     variants = {
         "before": POP,
         "after": offspring_for(
@@ -117,7 +146,7 @@ def measure(workers: int, generations: int, run_dir: Path, seed: int) -> dict:
         genomes = [[next(next_id)] for _ in range(count)]
         for genome in genomes:
             durations[tuple(genome)] = float(
-                MEAN_S * rng.lognormal(-(SIGMA**2) / 2, SIGMA)
+                mean_s * rng.lognormal(-(SIGMA**2) / 2, SIGMA)
             )
         return genomes
 
@@ -126,37 +155,38 @@ def measure(workers: int, generations: int, run_dir: Path, seed: int) -> dict:
     def to_seconds(bits: list[int]) -> float:  # what the actor is sent for a genome
         return durations[tuple(bits)]
 
-    totals = {name: {"busy": 0.0, "available": 0.0} for name in variants}
-    steady = {name: {"busy": 0.0, "available": 0.0} for name in variants}
+    totals = {name: Counter() for name in variants}
+    steady = {name: Counter() for name in variants}
     with SleepEvaluator(None, {}, to_seconds, options, run_dir) as evaluator:
-        warmups = 0
+        starting = time.time()
         while any(slot.state is None for slot in evaluator.slots):
-            warmups += 1  # unmeasured batches, while the last actors answer their pings
-            if warmups > 100:
-                raise SystemExit(f"only some of {workers} actors started")
+            if time.time() - starting > START_LIMIT_S:
+                ready = sum(slot.state is not None for slot in evaluator.slots)
+                raise SystemExit(f"{ready} of {workers} actors started")
+            # unmeasured genomes, while the last actors answer their pings
             list(evaluator.evaluate(new_genomes(2 * workers)))
+        ready_s = time.time() - starting
         total_mib = rss_mib()
         actors_mib = rss_mib({slot.state.pid for slot in evaluator.slots})
         for name in variants:  # generation 0: pop_size in both
-            busy, available = generation(evaluator, durations, new_genomes(POP))
-            totals[name]["busy"] += busy
-            totals[name]["available"] += available
+            totals[name].update(generation(evaluator, new_genomes(POP)))
         for _ in range(generations - 1):
             for name, size in variants.items():  # interleaved
-                busy, available = generation(evaluator, durations, new_genomes(size))
-                for sums in (totals[name], steady[name]):
-                    sums["busy"] += busy
-                    sums["available"] += available
+                sums = generation(evaluator, new_genomes(size))
+                totals[name].update(sums)  # update, not +: keeps every sign
+                steady[name].update(sums)
     return {
         "workers": workers,
+        "mean_evaluation_s": mean_s,
         "genomes_per_generation": variants,
-        "idle_fraction": {
-            name: round(1 - s["busy"] / s["available"], 4) for name, s in totals.items()
-        },
+        "idle_fraction": {name: fractions(s) for name, s in totals.items()},
         "idle_fraction_after_generation_0": {
-            name: round(1 - s["busy"] / s["available"], 4) for name, s in steady.items()
+            name: fractions(s) for name, s in steady.items()
         },
-        "worker_seconds": totals,
+        "worker_seconds": {
+            name: {k: round(v, 3) for k, v in s.items()} for name, s in totals.items()
+        },
+        "actors_ready_s": round(ready_s, 1),
         "rss_mib_driver_ray_and_actors": round(total_mib, 1),
         "rss_mib_per_actor": round(actors_mib / workers, 1),
     }
@@ -165,7 +195,8 @@ def measure(workers: int, generations: int, run_dir: Path, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 16, 64])
-    parser.add_argument("--generations", type=int, default=6)
+    parser.add_argument("--mean-s", type=float, nargs="+", default=[0.07, 0.25])
+    parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--logical-cpus", type=int, default=64)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -174,15 +205,18 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="idle-") as run_dir,
         ray_session(None, Path(run_dir), num_cpus=args.logical_cpus),
     ):
-        for workers in args.workers:
-            row = measure(workers, args.generations, Path(run_dir), seed=workers)
-            print(json.dumps(row))
-            rows.append(row)
+        for mean_s in args.mean_s:
+            for workers in args.workers:
+                row = measure(
+                    workers, mean_s, args.generations, Path(run_dir), seed=workers
+                )
+                print(json.dumps(row))
+                rows.append(row)
     results = {
         "inputs": {
             "pop_size": POP,
             "generations": args.generations,
-            "evaluation_seconds": f"{MEAN_S} x lognormal(sigma {SIGMA}), mean {MEAN_S}",
+            "evaluation_seconds": f"mean_evaluation_s x lognormal(-sigma²/2, sigma {SIGMA})",
             "ray_logical_cpus": args.logical_cpus,
             "mode_after": "search.offspring: workers",
         },

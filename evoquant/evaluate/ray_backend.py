@@ -223,17 +223,18 @@ class RayEvaluator(AbstractContextManager):
                 yield result
 
     def _submit(self, batch: _Batch) -> None:
-        """Fill every ready actor up to ``IN_FLIGHT`` genomes from the queue."""
-        for slot in self.slots:
-            while (
-                slot.state is not None
-                and batch.queue
-                and batch.load[slot.actor] < IN_FLIGHT
-            ):
-                genome = batch.queue.popleft()
-                ref = slot.actor.evaluate.remote(self.to_configs(list(genome)))
-                batch.running[ref] = (slot, slot.actor, genome)
-                batch.load[slot.actor] += 1
+        """Fill the ready actors from the queue, one genome each per round up to
+        ``IN_FLIGHT``: a queue shorter than the pool's capacity (a generation's last
+        wave) goes to every worker, not twice to the first ones while others idle."""
+        for depth in range(IN_FLIGHT):
+            for slot in self.slots:
+                if not batch.queue:
+                    return
+                if slot.state is not None and batch.load[slot.actor] <= depth:
+                    genome = batch.queue.popleft()
+                    ref = slot.actor.evaluate.remote(self.to_configs(list(genome)))
+                    batch.running[ref] = (slot, slot.actor, genome)
+                    batch.load[slot.actor] += 1
 
     def _collect(self, batch: _Batch, ref: Any) -> tuple[list[int], dict] | None:
         """The finished ``ref``'s result, or None when its genome went back to the queue."""
