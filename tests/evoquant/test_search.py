@@ -13,12 +13,12 @@ import pytest
 
 from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
-from evoquant.config import LayersConfig
+from evoquant.config import LayersConfig, with_overrides
 from evoquant.driver import open_run
 from evoquant.errors import UserError
 from evoquant.progress import SearchProgress
 from evoquant.rundir import RunDir, read_run_config
-from evoquant.search import WORST, Search
+from evoquant.search import WORST, Search, offspring_for, resolve_offspring
 from evoquant.space import SearchSpace
 
 WORKER = Path(__file__).with_name("search_worker.py")
@@ -37,6 +37,7 @@ VARIANTS = {
         "mutation": "random_reset",
     },
     "module": {"crossover": "module", "mutation_prob": 0.2},
+    "offspring": {"offspring": 6},
 }
 
 
@@ -418,3 +419,40 @@ def test_run_config_round_trips_through_the_run_dir(tmp_path):
     config = make_config(policy="two_genes")
     search(tmp_path, config).close()
     assert read_run_config(tmp_path) == config
+
+
+@pytest.mark.parametrize(
+    ("offspring", "workers", "expected"),
+    [(None, 64, 100), (30, 64, 30), ("workers", 2, 100), ("workers", 16, 96)]
+    + [("workers", 64, 64), ("workers", 128, 128)],
+)
+def test_offspring_is_whole_waves_of_the_workers(offspring, workers, expected):
+    config = make_config(pop_size=100, offspring=offspring)
+    assert offspring_for(resolve_offspring(config, workers).search, 1) == expected
+
+
+def test_each_generation_asks_for_the_offspring_count(tmp_path):
+    config = resolve_offspring(make_config(offspring="workers"), workers=5)
+    assert config.search.offspring == 15  # pop 16: three waves of five
+    asked = {}
+
+    def count(generation, genomes, F, counts):
+        asked[generation] = sum(counts)
+
+    s = search(tmp_path, config, count)
+    s.run(generations=3)
+    s.close()
+    assert asked == {0: 16, 1: 15, 2: 15}
+    assert read_run_config(tmp_path).search.offspring == 15  # a resume asks as many
+
+
+@pytest.mark.parametrize("offspring", [0, -3, "all"])
+def test_a_wrong_offspring_is_refused(offspring):
+    with pytest.raises(UserError, match="offspring"):
+        with_overrides(make_config(), {"search": {"offspring": offspring}}, "test")
+
+
+def test_an_unset_offspring_keeps_the_digest_of_earlier_runs():
+    config = make_config()
+    assert config.digest() == "ba319206f30e6369"  # evoquant before the key existed
+    assert make_config(offspring=16).digest() != config.digest()
