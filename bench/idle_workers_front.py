@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from hardware import hardware
@@ -93,40 +92,52 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--evaluations", type=int, default=1200)
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the runs in the results file and its table, run only these seeds",
+    )
     args = parser.parse_args()
     base = ROOT / "runs" / "bench_idle_workers_front"
-    shutil.rmtree(base, ignore_errors=True)
     table = base / "table"
+    runs: dict[str, dict] = {}
+    seeds = args.seeds
+    if args.add:
+        earlier = json.loads(RESULTS.read_text())
+        runs = earlier["runs"]
+        seeds = sorted({*earlier["inputs"]["seeds"], *args.seeds})
+        for run in runs.values():
+            run["reference_point"] = earlier["reference_point"]
+            run.pop("seconds", None)  # an earlier version timed the pair, not the run
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    calibrate = [sys.executable, "-m", "evoquant.cli", "calibrate", str(CONFIG)]
-    subprocess.run([*calibrate, "--run-dir", str(table)], check=True, cwd=ROOT, env=env)
+    if not table.exists():
+        calibrate = [sys.executable, "-m", "evoquant.cli", "calibrate", str(CONFIG)]
+        calibrate += ["--run-dir", str(table)]
+        subprocess.run(calibrate, check=True, cwd=ROOT, env=env)
     variants = {
         "generational": None,
         f"offspring_{BUSY_OFFSPRING}": BUSY_OFFSPRING,
     }
-    runs: dict[str, dict] = {}
     for seed in args.seeds:
         started = {}
         for name, offspring in variants.items():  # the two variants side by side
             run_dir = base / f"{name}_seed{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
             for path in table.glob("quant_table.*"):
                 shutil.copy(path, run_dir)
             per_generation = offspring or POP
             generations = 1 + (args.evaluations - POP) // per_generation
             cmd = command(run_dir, seed, generations, offspring)
-            started[name] = (
-                run_dir,
-                time.perf_counter(),
-                subprocess.Popen(cmd, cwd=ROOT, env=env),
-            )
-        for name, (run_dir, start, process) in started.items():
+            started[name] = (run_dir, subprocess.Popen(cmd, cwd=ROOT, env=env))
+        for name, (run_dir, process) in started.items():
             if process.wait() != 0:
                 raise SystemExit(f"{name} seed {seed} failed")
             runs[f"{name}_seed{seed}"] = curve(run_dir) | {
                 "seed": seed,
                 "offspring": variants[name] or POP,
-                "seconds": round(time.perf_counter() - start, 1),
             }
     references = {tuple(run.pop("reference_point")) for run in runs.values()}
     if len(references) != 1:
@@ -142,7 +153,7 @@ def main() -> None:
             "config": str(CONFIG.relative_to(ROOT)),
             "pop_size": POP,
             "backend": "local, OMP_NUM_THREADS=1, both variants of a seed at once",
-            "seeds": args.seeds,
+            "seeds": seeds,
             "evaluations": args.evaluations,
         },
         "hardware": hardware(),

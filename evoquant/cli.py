@@ -630,8 +630,8 @@ def run_command(argv: Sequence[str] | None) -> int:
 
 
 def resume_hint(args: argparse.Namespace | None) -> str:
-    """``; 'evoquant resume RUN_DIR' continues from generation N`` for a search stopped
-    after its first checkpoint; nothing otherwise."""
+    """``; 'evoquant resume RUN_DIR' continues after generation N`` for a search
+    stopped after its first checkpoint; nothing otherwise."""
     if args is None or args.handler not in (search, resume):
         return ""
     from evoquant.checkpoint import checkpoint_paths
@@ -640,7 +640,7 @@ def resume_hint(args: argparse.Namespace | None) -> str:
     run_dir = run_dir_of(args) if args.handler is search else Path(args.run_dir)
     checkpoints = checkpoint_paths(run_dir / CHECKPOINT_DIR)
     if not checkpoints:
-        return "; no generation was finished, nothing to resume"
+        return ""  # no generation finished: the search starts again from nothing
     last = checkpoints[-1].stem.removeprefix("gen_")
     return f"; 'evoquant resume {run_dir}' continues after generation {int(last)}"
 

@@ -18,12 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evoquant import cli
 from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.cli import SIGTERM_STATUS
-
-# two searches, one of them on a private Ray instance in a subprocess (about a minute)
-pytestmark = pytest.mark.slow
 
 FAULTY_DIR = Path(__file__).resolve().parent / "evaluate"  # faulty.py, for the workers
 CONFIG = {
@@ -114,6 +112,7 @@ def terminated(root, uninterrupted) -> dict:
     return {"code": process.returncode, "stderr": stderr, "run_dir": run_dir}
 
 
+@pytest.mark.slow  # two searches, one on Ray in a subprocess (about a minute)
 def test_sigterm_ends_the_run_with_one_line_naming_the_resume_command(terminated):
     assert terminated["code"] == SIGTERM_STATUS == 143, terminated["stderr"]
     last = read_checkpoint(checkpoint_paths(terminated["run_dir"] / "checkpoints")[-1])
@@ -127,6 +126,30 @@ def test_sigterm_ends_the_run_with_one_line_naming_the_resume_command(terminated
     )
 
 
+@pytest.mark.slow
 def test_the_resumed_run_equals_the_uninterrupted_one(root, terminated, uninterrupted):
     finished(root, "resume", "runs/stopped", "-q", "--workers", "1")
     assert outcome(terminated["run_dir"]) == outcome(uninterrupted)
+
+
+@pytest.mark.parametrize("checkpoints", [[], ["gen_0000.json", "gen_0002.json"]])
+def test_sigterm_in_a_command_is_status_143_and_one_line(
+    tmp_path, monkeypatch, capsys, restore_logging, checkpoints
+):
+    for name in checkpoints:
+        path = tmp_path / "runs" / "x" / "checkpoints" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+
+    def search_until_preempted(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "search", search_until_preempted)
+    monkeypatch.chdir(tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["search", "x.yaml"]) == 143
+    hint = (
+        "; 'evoquant resume runs/x' continues after generation 2" if checkpoints else ""
+    )
+    assert capsys.readouterr().err == f"evoquant: terminated (SIGTERM){hint}\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # put back after main
