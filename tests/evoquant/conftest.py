@@ -86,3 +86,28 @@ def run_evoquant(
 def evoquant_process():
     """``evoquant_process(argv, cwd, honour_permissions=False)``: the command line, as a process."""
     return run_evoquant
+
+
+def run_outcome(run_dir: Path) -> tuple:
+    """What a run produced: archive rows (status, metrics, generation of each genome),
+    front and last population. Two runs that must agree exactly compare these."""
+    from evoquant.archive import Archive
+    from evoquant.checkpoint import checkpoint_paths, read_checkpoint
+
+    archive = Archive(run_dir / "archive.sqlite", read_only=True)
+    try:
+        rows = {
+            tuple(r["genome"]): (r["status"], r["metrics"], r["generation"])
+            for r in archive.records()
+        }
+    finally:
+        archive.close()
+    last = read_checkpoint(checkpoint_paths(run_dir / "checkpoints")[-1])
+    front = (run_dir / "front.json").read_text()
+    return rows, front, last.generation, last.genomes, last.objectives
+
+
+@pytest.fixture(scope="session")
+def outcome():
+    """``outcome(run_dir)``: ``run_outcome``, for tests comparing whole runs."""
+    return run_outcome

@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from evoquant import cli
-from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.cli import SIGTERM_STATUS
 
@@ -57,21 +56,6 @@ def environment() -> dict[str, str]:
         filter(None, [str(FAULTY_DIR), os.environ.get("PYTHONPATH")])
     )
     return os.environ | {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-
-
-def outcome(run_dir: Path) -> tuple:
-    """Archive rows, front and last population: what an exact resume must reproduce."""
-    archive = Archive(run_dir / "archive.sqlite", read_only=True)
-    try:
-        rows = {
-            tuple(r["genome"]): (r["status"], r["metrics"], r["generation"])
-            for r in archive.records()
-        }
-    finally:
-        archive.close()
-    last = read_checkpoint(checkpoint_paths(run_dir / "checkpoints")[-1])
-    front = (run_dir / "front.json").read_text()
-    return rows, front, last.generation, last.genomes, last.objectives
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +111,9 @@ def test_sigterm_ends_the_run_with_one_line_naming_the_resume_command(terminated
 
 
 @pytest.mark.slow
-def test_the_resumed_run_equals_the_uninterrupted_one(root, terminated, uninterrupted):
+def test_the_resumed_run_equals_the_uninterrupted_one(
+    root, terminated, uninterrupted, outcome
+):
     finished(root, "resume", "runs/stopped", "-q", "--workers", "1")
     assert outcome(terminated["run_dir"]) == outcome(uninterrupted)
 

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evoquant.archive import Archive
-from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.cli import main
 from evoquant.evaluate.ray_backend import RayEvaluator
 
@@ -68,21 +66,6 @@ def search(root: Path, name: str, *flags: str) -> int:
         return main(["search", f"{name}.yaml", "--name", name, "-q", *flags])
 
 
-def outcome(run_dir: Path) -> tuple:
-    """Archive rows, front and last population."""
-    archive = Archive(run_dir / "archive.sqlite", read_only=True)
-    try:
-        rows = {
-            tuple(r["genome"]): (r["status"], r["metrics"], r["generation"])
-            for r in archive.records()
-        }
-    finally:
-        archive.close()
-    last = read_checkpoint(checkpoint_paths(run_dir / "checkpoints")[-1])
-    front = (run_dir / "front.json").read_text()
-    return rows, front, last.generation, last.genomes, last.objectives
-
-
 @pytest.fixture(scope="module")
 def undisturbed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("undisturbed")
@@ -91,7 +74,7 @@ def undisturbed(tmp_path_factory) -> Path:
 
 
 def test_a_node_removed_mid_generation_loses_no_genome_and_scores_none_twice(
-    cluster, undisturbed, tmp_path, monkeypatch, caplog
+    cluster, undisturbed, tmp_path, monkeypatch, caplog, outcome
 ):
     cluster, nodes = cluster
     run_dir = tmp_path / "runs" / "cluster"
