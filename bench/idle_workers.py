@@ -7,8 +7,9 @@ of running a model: the thesis's ~7 s per BEVFusion evaluation scaled down 100x 
 70 ms, and 28x to 250 ms (at 70 ms, 2 loaded cores cannot dispatch to 16 or more
 workers fast enough), spread lognormally (sigma 0.2), each genome's duration drawn once. A generation
 is one ``evaluate`` call, as ``Search.run`` makes it: 100 genomes in generation 0,
-then ``pop_size`` (before) or ``offspring_for(W)`` (after) a generation; whole waves
-below and above ``pop_size`` are measured beside them.
+then ``pop_size`` (before) or ``offspring_for(W)`` (after: the fewest whole waves
+holding ``pop_size``) a generation; the most whole waves within ``pop_size`` (the
+other way to round) are measured beside them.
 
 Idle fraction = 1 - busy / available, summed over generations: busy is the sleep the
 actors report (their own clock, the same machine's), available is W x the time from
@@ -140,7 +141,6 @@ def measure(
             SearchConfig(pop_size=POP, offspring="workers"), workers
         ),
         "fewer_whole_waves": max(workers, (waves - 1) * workers),
-        "more_whole_waves": waves * workers,
     }
     rng = np.random.default_rng(seed)
     durations: dict[tuple[int], float] = {}

@@ -1,9 +1,9 @@
 """Does the busy mode (``search.offspring``) cost front quality per evaluation?
 
 The generational loop asks ``pop_size`` genomes a generation; ``offspring: workers``
-on 64 workers and pop 100 asks 64 (one whole wave). Both run on bevfusion_mini
-(the demo's settings, pop 100) for about the same number of evaluations, seed by
-seed, on one shared quantization table, and the hypervolume of the archive front is
+on 64 workers and pop 100 asks 128 (two whole waves; 64, one wave, is the other way
+to round). All run on bevfusion_mini (the demo's settings, pop 100) for about the
+same number of evaluations, seed by seed, two runs at a time, on one shared quantization table, and the hypervolume of the archive front is
 read after every generation (``hypervolume.json``: each run's reference point comes
 from its uniform genomes, the same in every run since all share table and scenes;
 the script checks that). Writes ``bench/results/idle_workers_front.json``.
@@ -30,8 +30,11 @@ ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "problems" / "configs" / "bevfusion_mini_demo.yaml"
 RESULTS = Path(__file__).parent / "results" / "idle_workers_front.json"
 POP = 100
-BUSY_OFFSPRING = 64
-"""What ``offspring: workers`` resolves to for 64 workers and pop 100."""
+BUSY_OFFSPRING = [128, 64]
+"""What ``offspring: workers`` resolves to for 64 workers and pop 100, and the other
+way to round to whole waves."""
+SIDE_BY_SIDE = 2
+"""Runs at once: one per core."""
 
 
 def command(run_dir: Path, seed: int, generations: int, offspring: int | None) -> list:
@@ -92,10 +95,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--evaluations", type=int, default=1200)
+    parser.add_argument("--offspring", type=int, nargs="+", default=BUSY_OFFSPRING)
     parser.add_argument(
         "--add",
         action="store_true",
-        help="keep the runs in the results file and its table, run only these seeds",
+        help="keep the runs in the results file and its table, run only the others",
     )
     args = parser.parse_args()
     base = ROOT / "runs" / "bench_idle_workers_front"
@@ -116,29 +120,30 @@ def main() -> None:
         calibrate = [sys.executable, "-m", "evoquant.cli", "calibrate", str(CONFIG)]
         calibrate += ["--run-dir", str(table)]
         subprocess.run(calibrate, check=True, cwd=ROOT, env=env)
-    variants = {
-        "generational": None,
-        f"offspring_{BUSY_OFFSPRING}": BUSY_OFFSPRING,
-    }
-    for seed in args.seeds:
+    variants = {"generational": None} | {f"offspring_{n}": n for n in args.offspring}
+    pending = [
+        (name, seed)
+        for seed in args.seeds
+        for name in variants
+        if f"{name}_seed{seed}" not in runs
+    ]
+    for first in range(0, len(pending), SIDE_BY_SIDE):
         started = {}
-        for name, offspring in variants.items():  # the two variants side by side
+        for name, seed in pending[first : first + SIDE_BY_SIDE]:
             run_dir = base / f"{name}_seed{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
             for path in table.glob("quant_table.*"):
                 shutil.copy(path, run_dir)
-            per_generation = offspring or POP
-            generations = 1 + (args.evaluations - POP) // per_generation
+            offspring = variants[name]
+            generations = 1 + (args.evaluations - POP) // (offspring or POP)
             cmd = command(run_dir, seed, generations, offspring)
-            started[name] = (run_dir, subprocess.Popen(cmd, cwd=ROOT, env=env))
-        for name, (run_dir, process) in started.items():
+            process = subprocess.Popen(cmd, cwd=ROOT, env=env)
+            started[f"{name}_seed{seed}"] = (run_dir, seed, offspring, process)
+        for key, (run_dir, seed, offspring, process) in started.items():
             if process.wait() != 0:
-                raise SystemExit(f"{name} seed {seed} failed")
-            runs[f"{name}_seed{seed}"] = curve(run_dir) | {
-                "seed": seed,
-                "offspring": variants[name] or POP,
-            }
+                raise SystemExit(f"{key} failed")
+            runs[key] = curve(run_dir) | {"seed": seed, "offspring": offspring or POP}
     references = {tuple(run.pop("reference_point")) for run in runs.values()}
     if len(references) != 1:
         raise SystemExit(f"the runs' reference points differ: {references}")
@@ -152,7 +157,7 @@ def main() -> None:
         "inputs": {
             "config": str(CONFIG.relative_to(ROOT)),
             "pop_size": POP,
-            "backend": "local, OMP_NUM_THREADS=1, both variants of a seed at once",
+            "backend": f"local, OMP_NUM_THREADS=1, {SIDE_BY_SIDE} runs at a time",
             "seeds": seeds,
             "evaluations": args.evaluations,
         },

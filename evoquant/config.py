@@ -300,8 +300,9 @@ class SearchConfig(Section):
     problem's own), then ``error``, the metric the top-level ``error`` key names; the
     fronts, plots and hypervolume are drawn in these two dimensions.
     ``offspring`` is how many new genomes each generation after the first asks for:
-    unset, ``pop_size`` (the thesis's loop); ``workers``, a whole number of waves of
-    the evaluator's workers (resolved once, when the run starts, and stored as a number).
+    unset, ``pop_size`` (the thesis's loop); ``workers``, the fewest whole waves of the
+    evaluator's workers that hold ``pop_size`` (resolved once, when the run starts, and
+    stored as a number).
     """
 
     pop_size: Integer = 100

@@ -45,13 +45,16 @@ OnGeneration = Callable[[int, list[list[int]], np.ndarray, tuple[int, int]], Non
 
 def offspring_for(search: SearchConfig, workers: int) -> int:
     """New genomes per generation: ``offspring`` as set, ``pop_size`` when unset, and
-    for ``workers`` the most whole waves of ``workers`` that fit in ``pop_size`` (one
-    wave at least), so no worker waits at the generation barrier for a short last wave.
+    for ``workers`` the fewest whole waves of ``workers`` that hold ``pop_size``, so
+    no generation ends on a short last wave while the other workers wait.
+
+    Rounding up, not down: one wave of 64 idles as much waiting for its slowest
+    genome as 100 genomes do on their short second wave (``bench/idle_workers.py``).
     """
     if search.offspring is None:
         return search.pop_size
     if search.offspring == "workers":
-        return max(workers, search.pop_size - search.pop_size % workers)
+        return -(-search.pop_size // workers) * workers
     return search.offspring
 
 

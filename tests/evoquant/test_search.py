@@ -37,7 +37,7 @@ VARIANTS = {
         "mutation": "random_reset",
     },
     "module": {"crossover": "module", "mutation_prob": 0.2},
-    "offspring": {"offspring": 6},
+    "offspring": {"offspring": 24},
 }
 
 
@@ -423,8 +423,8 @@ def test_run_config_round_trips_through_the_run_dir(tmp_path):
 
 @pytest.mark.parametrize(
     ("offspring", "workers", "expected"),
-    [(None, 64, 100), (30, 64, 30), ("workers", 2, 100), ("workers", 16, 96)]
-    + [("workers", 64, 64), ("workers", 128, 128)],
+    [(None, 64, 100), (30, 64, 30), ("workers", 2, 100), ("workers", 16, 112)]
+    + [("workers", 64, 128), ("workers", 128, 128), ("workers", 100, 100)],
 )
 def test_offspring_is_whole_waves_of_the_workers(offspring, workers, expected):
     config = make_config(pop_size=100, offspring=offspring)
@@ -433,7 +433,7 @@ def test_offspring_is_whole_waves_of_the_workers(offspring, workers, expected):
 
 def test_each_generation_asks_for_the_offspring_count(tmp_path):
     config = resolve_offspring(make_config(offspring="workers"), workers=5)
-    assert config.search.offspring == 15  # pop 16: three waves of five
+    assert config.search.offspring == 20  # pop 16: four waves of five
     asked = {}
 
     def count(generation, genomes, F, counts):
@@ -442,8 +442,8 @@ def test_each_generation_asks_for_the_offspring_count(tmp_path):
     s = search(tmp_path, config, count)
     s.run(generations=3)
     s.close()
-    assert asked == {0: 16, 1: 15, 2: 15}
-    assert read_run_config(tmp_path).search.offspring == 15  # a resume asks as many
+    assert asked == {0: 16, 1: 20, 2: 20}
+    assert read_run_config(tmp_path).search.offspring == 20  # a resume asks as many
 
 
 @pytest.mark.parametrize("offspring", [0, -3, "all"])
