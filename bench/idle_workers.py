@@ -4,21 +4,21 @@
 The real back-end (``RayEvaluator``: its pool, its queueing, a private Ray instance)
 scores generations of genomes on W actors that sleep for an evaluation's time instead
 of running a model: the thesis's ~7 s per BEVFusion evaluation scaled down 100x to
-70 ms, and 28x to 250 ms (at 70 ms, 2 loaded cores cannot dispatch to 16 or more
-workers fast enough), spread lognormally (sigma 0.2), each genome's duration drawn once. A generation
-is one ``evaluate`` call, as ``Search.run`` makes it: 100 genomes in generation 0,
-then ``pop_size`` (before) or ``offspring_for(W)`` (after: the fewest whole waves
-holding ``pop_size``) a generation; the most whole waves within ``pop_size`` (the
-other way to round) are measured beside them.
+70 ms and 28x to 250 ms (at 70 ms two loaded cores cannot dispatch to 16 or more
+workers fast enough), spread lognormally (sigma 0.2), each genome's duration drawn
+once. A generation is one ``evaluate`` call, as ``Search.run`` makes it: 100 genomes
+in generation 0, then ``pop_size`` (before) or ``offspring_for(W)`` (after: the
+fewest whole waves holding ``pop_size``) a generation; the most whole waves within
+``pop_size`` (the other way to round) are measured beside them.
 
 Idle fraction = 1 - busy / available, summed over generations: busy is the sleep the
 actors report (their own clock, the same machine's), available is W x the time from
 the ``evaluate`` call to its last result. It splits into the barrier (a worker done
 with its last genome while others still run: the short last wave and the spread of
-durations) and overhead (Ray's dispatch and the driver, between evaluations). The variants alternate generation by
-generation on the same actors. Ray is given ``--logical-cpus`` CPUs (64 actors on this
-2-core machine only sleep); the memory of Ray and its actors is read from /proc.
-Writes ``bench/results/idle_workers.json``.
+durations) and overhead (Ray's dispatch and the driver, between evaluations). The
+variants alternate generation by generation on the same actors. Ray is given
+``--logical-cpus`` CPUs (64 actors on this 2-core machine only sleep); the memory of
+Ray and its actors is read from /proc. Writes ``bench/results/idle_workers.json``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ class SleepWorker:
 
 
 class SleepEvaluator(RayEvaluator):
+    """The real pool and queueing around ``SleepWorker``s; its table is ``{}``, as
+    they read none."""
+
     worker_class = SleepWorker
 
 
