@@ -44,7 +44,7 @@ from evoquant.registry import (
     check,
     lookup,
 )
-from evoquant.targets import W4A16, W8A8, W16A16
+from evoquant.targets import INT4_BLOCK_SIZES, W4A16, W8A8, W16A16
 
 SEED_LIMIT = 2**32
 """Seeds are in ``[0, SEED_LIMIT)``: what numpy's and pymoo's generators take."""
@@ -218,6 +218,47 @@ class ActivationConfig(Section):
         return value
 
 
+MAX_BLOCK_SIZE = 1 << 16
+"""The widest weight block: wider than any layer's rows is per channel anyway."""
+
+
+class WeightConfig(Section):
+    """How weights of 4 bits or fewer are quantized (INT8 and wider stay per channel).
+
+    ``granularity``: one scale per output channel (``per_channel``) or per block of
+    ``block_size`` consecutive values along each row's reduction dimension (``block``:
+    what TensorRT's weight-only INT4 runs; a layer whose rows ``block_size`` does not
+    divide uses 64 if that divides them, else a shorter last block). The default under
+    ``target: tensorrt`` is ``block`` with ``block_size`` 128, else ``per_channel``.
+    """
+
+    granularity: Literal["per_channel", "block"] = "per_channel"
+    block_size: Integer = INT4_BLOCK_SIZES[0]
+    block_alpha: Literal["per_block", "per_layer"] = "per_block"
+    """Stage 2 under ``block``: one alpha per block (each minimising its block's share of
+    the layer's output error) or one for the whole layer (``bench/int4_blockwise.py``)."""
+
+    @field_validator("block_size")
+    @classmethod
+    def _check_block_size(cls, value: int) -> int:
+        if not 1 <= value <= MAX_BLOCK_SIZE:
+            raise ValueError(
+                f"block_size must be in [1, {MAX_BLOCK_SIZE}], not {value}"
+            )
+        return value
+
+    @property
+    def block(self) -> int | None:
+        """The block size, None when weights are per channel."""
+        return self.block_size if self.granularity == "block" else None
+
+
+LEGACY_WEIGHTS = WeightConfig()
+"""Weights before ``quant.weights`` existed: per channel. Left out of a dump, so older
+runs and tables keep their digests and keys."""
+TENSORRT_WEIGHTS = {"granularity": "block"}
+"""What ``target: tensorrt`` deploys for INT4 weights, and so searches by default."""
+
 LEGACY_ACTIVATIONS = {
     "thesis": ActivationConfig(granularity="per_channel"),
     "tensorrt": ActivationConfig(),
@@ -241,6 +282,7 @@ class QuantConfig(Section):
     bit_configs: list[tuple[Integer, Integer]] = [(2, 8), (4, 8), (8, 8), (16, 16)]
     alpha: AlphaConfig = AlphaConfig()
     activations: ActivationConfig = ActivationConfig()
+    weights: WeightConfig = WeightConfig()
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
@@ -248,6 +290,8 @@ class QuantConfig(Section):
         complete = (info.context or {}).get("complete", False)
         if not complete and self.activations == LEGACY_ACTIVATIONS[self.scheme]:
             data.pop("activations", None)
+        if not complete and self.weights == LEGACY_WEIGHTS:
+            data.pop("weights", None)
         return data
 
     @model_validator(mode="after")
@@ -537,6 +581,9 @@ class RunConfig(Section):
                 f"tensorrt, not {scheme}"
             )
         defaults = {"scheme": "tensorrt", "bit_configs": TENSORRT_BIT_CONFIGS}
+        weights = quant.get("weights", {})
+        if isinstance(weights, dict):
+            quant = quant | {"weights": TENSORRT_WEIGHTS | weights}
         return data | {"quant": defaults | quant}
 
     @model_validator(mode="after")
@@ -549,6 +596,12 @@ class RunConfig(Section):
                     f"layers.fixed {pattern!r}: {bits} bits is not in search.alphabet "
                     f"{alphabet}"
                 )
+        block = self.quant.weights.block
+        if self.target == "tensorrt" and block not in (None, *INT4_BLOCK_SIZES):
+            raise ValueError(
+                f"quant.weights.block_size: target tensorrt runs INT4 blocks of "
+                f"{' or '.join(map(str, INT4_BLOCK_SIZES))}, not {block}"
+            )
         policy = lookup(GENE_POLICIES, self.search.policy)
         if self.target is not None and not getattr(policy, "derives_activations", True):
             raise ValueError(
@@ -601,11 +654,15 @@ def parse_config(data: Any, source: str = "config", stored: bool = False) -> Run
     """Validate a plain mapping; the first problem found becomes a one-line UserError.
 
     ``stored``: a config a run file holds, whose ``quant`` without ``activations``
-    means the scheme's legacy ones (``LEGACY_ACTIVATIONS``), not today's defaults.
+    means the scheme's legacy ones (``LEGACY_ACTIVATIONS``), not today's defaults, and
+    one without ``weights`` per-channel weights (``LEGACY_WEIGHTS``), even under a target.
     """
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of settings")
     quant = data.get("quant")
+    if stored and isinstance(quant, dict) and "weights" not in quant:
+        data = data | {"quant": quant | {"weights": LEGACY_WEIGHTS.model_dump()}}
+        quant = data["quant"]
     if stored and isinstance(quant, dict) and "activations" not in quant:
         implied = "tensorrt" if data.get("target") == "tensorrt" else "thesis"
         legacy = LEGACY_ACTIVATIONS.get(scheme_name(quant.get("scheme", implied)))

@@ -35,11 +35,28 @@ PRECISIONS = {W4A16: "int4w-fp16", W8A8: "int8", W16A16: "fp16"}
 """How each deployable configuration runs, as written in reports."""
 
 
-def int4_block_size(kind: str, weight_shape: Sequence[int]) -> int | None:
-    """The INT4 block size along the reduction dimension of a Linear weight, None if INT4 cannot run."""
+def layer_block_size(reduction: int, block_size: int) -> int:
+    """The block a weight with rows of ``reduction`` values is cut into.
+
+    ``block_size`` if it divides the rows, else the largest smaller size TensorRT takes
+    that does (128 -> 64, as TensorRT deploys), else ``block_size`` with a shorter last
+    block.
+    """
+    sizes = [block_size, *(b for b in INT4_BLOCK_SIZES if b < block_size)]
+    return next((b for b in sizes if reduction % b == 0), block_size)
+
+
+def int4_block_size(
+    kind: str, weight_shape: Sequence[int], block_size: int = INT4_BLOCK_SIZES[0]
+) -> int | None:
+    """The INT4 block size along the reduction dimension of a Linear weight, None if INT4
+    cannot run; ``block_size`` is the one the search quantized with (``layer_block_size``)."""
     if kind != "linear" or len(weight_shape) != 2:
         return None
-    return next((b for b in INT4_BLOCK_SIZES if weight_shape[1] % b == 0), None)
+    block = layer_block_size(weight_shape[1], block_size)
+    if block in INT4_BLOCK_SIZES and weight_shape[1] % block == 0:
+        return block
+    return None
 
 
 def deployable_configs(kind: str, weight_shape: Sequence[int]) -> tuple[BitConfig, ...]:

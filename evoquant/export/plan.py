@@ -49,8 +49,12 @@ def plan_layers(
     layers: Sequence[Layer],
     configs: Sequence[BitConfig],
     weight_shapes: Mapping[str, Sequence[int]],
+    block_size: int = support.INT4_BLOCK_SIZES[0],
 ) -> list[LayerPlan]:
-    """Promote every config TensorRT cannot run to the nearest one it can."""
+    """Promote every config TensorRT cannot run to the nearest one it can.
+
+    ``block_size``: ``quant.weights.block_size``, the INT4 blocks the search modelled.
+    """
     plans = []
     for layer, searched in zip(layers, configs):
         shape = tuple(weight_shapes.get(layer.name, ()))
@@ -62,7 +66,7 @@ def plan_layers(
                 tuple(searched),
                 deployed,
                 support.promotion_reason(searched, deployed, layer.kind, shape),
-                support.int4_block_size(layer.kind, shape)
+                support.int4_block_size(layer.kind, shape, block_size)
                 if deployed == support.W4A16
                 else None,
             )

@@ -11,8 +11,9 @@ Per layer and deployed config (the QuantTable entry of that config gives the sca
   and a ``Cast`` back to FP32 after the layer, so the layer is FP16-typed.
 * W4A16: the weight as an INT4 initializer with per-block FP16 scales
   (``DequantizeLinear`` with ``block_size`` along the input features) and FP16
-  activations as above. The block scales repeat the table's per-channel scale, so the
-  INT4 values and the dequantized weight equal the searched fake-quantized weight.
+  activations as above. The INT4 values are the table's codes and the block scales
+  its block scales (a per-channel table's row scale, repeated), so the dequantized
+  weight is the searched fake-quantized weight.
 
 Weight quantization nodes depend only on initializers and open the graph; activation
 nodes sit right before their layer. Every inserted node and the layer's own node are
@@ -34,7 +35,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from evoquant.errors import UserError
 from evoquant.export.graph import OPSET, node_module
+from evoquant.quant.codes import integers
 from evoquant.quant.fakequant import QParams
+from evoquant.quant.qparams import WeightQParams
 from evoquant.quant.table import LayerEntry
 from evoquant.targets import BitConfig
 
@@ -98,6 +101,25 @@ def _symmetric(qp: QParams, bits: int, layer: str) -> None:
             f"layer {layer}: quantizer is not symmetric {bits}-bit (zero-point 0, "
             f"range {grid}); export needs a table of the tensorrt scheme"
         )
+
+
+def int4_block_scales(
+    qp: WeightQParams, features: int, block_size: int, layer: str
+) -> np.ndarray:
+    """FP16 scales ``(out, features / block_size)`` of the table's INT4 quantizer:
+    its own blocks, or one row scale repeated over the blocks."""
+    scale = qp.scale.detach().cpu().float()
+    if scale.ndim == 1:
+        scale = scale[:, None]
+    if scale.shape[1] == 1:
+        return scale.repeat(1, features // block_size).half().numpy()
+    if getattr(qp, "block_size", None) != block_size:
+        raise UserError(
+            f"layer {layer}: the table's INT4 blocks are {qp.block_size} wide, the "
+            f"deployment's {block_size}: export with the quant.weights.block_size "
+            "the run was searched with"
+        )
+    return scale.half().numpy()
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
@@ -249,21 +271,20 @@ class _Editor:
             return self._initializer(f"{base}::fp16", weight.astype(np.float16))
         qp = layer.entry.weight_qparams
         _symmetric(qp, bits, layer.label)
-        scale = _array(qp.scale)
         if bits == 4:
-            return self._int4_weight(layer, weight, scale, base)
+            return self._int4_weight(layer, base)
+        scale = _array(qp.scale)
         scale_name = self._initializer(f"{base}::scale", scale)
         self.head += _int8_pair(name, scale_name, base, axis=qp.axis)
         return f"{base}::dq"
 
-    def _int4_weight(
-        self, layer: LayerQuant, weight: np.ndarray, scale: np.ndarray, base: str
-    ) -> str:
-        """INT4 values rounded exactly as the fake quantizer did; one FP16 scale per block."""
+    def _int4_weight(self, layer: LayerQuant, base: str) -> str:
+        """The table's INT4 codes and FP16 block scales."""
         qp = layer.entry.weight_qparams
-        blocks = weight.shape[1] // layer.block_size
-        values = np.clip(np.round(weight / scale[:, None]), qp.qmin, qp.qmax)
-        block_scale = np.repeat(scale[:, None], blocks, axis=1).astype(np.float16)
+        values = integers(layer.entry.codes, qp).numpy()
+        block_scale = int4_block_scales(
+            qp, values.shape[1], layer.block_size, layer.label
+        )
         inputs = [
             self._initializer(f"{base}::int4", values.astype(ml_dtypes.int4)),
             self._initializer(f"{base}::scale", block_scale),

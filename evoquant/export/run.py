@@ -282,7 +282,12 @@ def export_run(
     problem, model, layers = build_model_and_layers(config)
     shapes = layer_weight_shapes(model, layers)
     space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
-    plans = plan_layers(layers, genome_configs(front[index], space), shapes)
+    plans = plan_layers(
+        layers,
+        genome_configs(front[index], space),
+        shapes,
+        config.quant.weights.block_size,
+    )
     searched_table = run_table(run_dir, model, layers, problem, config.quant)
     table, scales = deployment_table(
         searched_table,

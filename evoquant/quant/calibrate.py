@@ -30,6 +30,7 @@ from evoquant.config import QuantConfig
 from evoquant.errors import UserError
 from evoquant.quant.fakequant import compute_qparams, fake_quantize
 from evoquant.quant.layers import Layer
+from evoquant.quant.progress import CalibrationProgress
 from evoquant.registry import RANGE_ESTIMATORS, UnknownName, lookup
 
 HISTOGRAM_BINS = {True: 256, False: 2048}
@@ -241,15 +242,27 @@ def run_batches(model: nn.Module, run: Callable, batches: Sequence) -> None:
             run(model, batch)
 
 
+def needs_histogram(settings: RangeSettings) -> bool:
+    """Whether the estimator needs the second (histogram) pass."""
+    return getattr(estimator_of(settings), "needs_histogram", True)
+
+
+def stage1_work(layers: Sequence[Layer], batches: int, settings: RangeSettings) -> int:
+    """Layer forwards ``calibrate_ranges`` observes (what its progress counts)."""
+    return len(layers) * batches * (2 if needs_histogram(settings) else 1)
+
+
 def calibrate_ranges(
     model: nn.Module,
     layers: Sequence[Layer],
     run: Callable,
     batches: Sequence,
     settings: RangeSettings = RangeSettings(),
+    progress: CalibrationProgress | None = None,
 ) -> dict[str, list[InputRange]]:
     """Per layer, one running range for each tensor input (two for a MatMul)."""
     ranges: dict[str, list[InputRange]] = {}
+    progress = progress or CalibrationProgress(0, stream=None)
 
     def observe(
         layer: Layer, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
@@ -260,17 +273,19 @@ def calibrate_ranges(
         )
         for observer, x in zip(observers, inputs):
             observer.update(x)
+        progress.step(1, f"ranges of {layer.name}")
 
     def count(
         layer: Layer, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
     ) -> None:
         for observer, x in zip(ranges[layer.name], inputs):
             observer.count(x)
+        progress.step(1, f"histograms of {layer.name}")
 
     for _, group in main_module_groups(layers):
         with layer_hooks(model, group, observe):
             run_batches(model, run, batches)
-        if getattr(estimator_of(settings), "needs_histogram", True):
+        if needs_histogram(settings):
             reached = [layer for layer in group if layer.name in ranges]
             with layer_hooks(model, reached, count):
                 run_batches(model, run, batches)

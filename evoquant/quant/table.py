@@ -5,17 +5,25 @@ Saved in the run dir as ``quant_table.safetensors`` (tensors) plus
 weights, the calibration data and the quantization settings, so a table built
 for another model or other settings is detected as stale; the JSON holds the
 SHA-256 of the tensor file and of itself, so a damaged table is refused, not used.
+
+Weights are held as integer codes and their quantizers (``evoquant/quant/codes.py``),
+not as fake-quantized float copies; ``LayerEntry.weight`` decodes them, which the
+quantized model does once per config when it is built. ``FORMAT`` numbers that
+layout: a table of another format (format 1 held float copies) is rebuilt, or
+refused where its results must be kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import Tensor, nn
@@ -23,24 +31,44 @@ from torch import Tensor, nn
 from evoquant.atomic import write_bytes_atomic
 from evoquant.config import QuantConfig
 from evoquant.errors import UserError
-from evoquant.quant.alpha import BitConfig, search_alphas
-from evoquant.quant.calibrate import RangeSettings, calibrate_ranges
-from evoquant.quant.fakequant import QParams, fake_quantize
+from evoquant.quant.alpha import BitConfig, search_alphas, stage2_work
+from evoquant.quant.blockwise import BlockQParams
+from evoquant.quant.calibrate import RangeSettings, calibrate_ranges, stage1_work
+from evoquant.quant.codes import WeightCodes, decode, encode
+from evoquant.quant.fakequant import QParams
 from evoquant.quant.layers import Layer
-from evoquant.quant.qparams import input_qparams, weight_qparams
+from evoquant.quant.progress import CalibrationProgress
+from evoquant.quant.qparams import WeightQParams, input_qparams, weight_qparams
 from evoquant.rundir import TABLE_META_FILE as META_FILE
 from evoquant.rundir import TABLE_TENSORS_FILE as TENSORS_FILE
+
+log = logging.getLogger(__name__)
+
+
+FORMAT = 2
+"""Version of the files' layout: 2 = weight codes and quantizers (1 = float weights)."""
+
+
+class OutdatedTable(UserError):
+    """A table saved in another format than ``FORMAT``."""
 
 
 @dataclass(frozen=True)
 class LayerEntry:
-    """One layer at one bit config: its fake-quantized weight and its quantizers."""
+    """One layer at one bit config: its weight codes and its quantizers."""
 
-    weight: Tensor | None
-    weight_qparams: QParams | None
+    codes: WeightCodes | None
+    weight_qparams: WeightQParams | None
     input_qparams: tuple[QParams, ...]
     alpha_w: float
     alpha_a: float
+
+    @property
+    def weight(self) -> Tensor | None:
+        """The fake-quantized FP32 weight (decoded on each call: keep it)."""
+        if self.codes is None:
+            return None
+        return decode(self.codes, self.weight_qparams)
 
 
 @dataclass
@@ -63,8 +91,8 @@ class QuantTable:
         entries_meta = []
         for (layer, w, a), entry in self.entries.items():
             prefix = f"{layer}/W{w}A{a}"
-            if entry.weight is not None:
-                tensors[f"{prefix}/weight"] = entry.weight
+            if entry.codes is not None:
+                tensors[f"{prefix}/weight_codes"] = entry.codes.packed
             quantizers = {"weight": entry.weight_qparams} | {
                 f"input{i}": qp for i, qp in enumerate(entry.input_qparams)
             }
@@ -78,6 +106,9 @@ class QuantTable:
                     "config": [w, a],
                     "alpha_w": entry.alpha_w,
                     "alpha_a": entry.alpha_a,
+                    "weight_shape": None
+                    if entry.codes is None
+                    else list(entry.codes.shape),
                     "quantizers": {
                         role: _qparams_meta(qp)
                         for role, qp in quantizers.items()
@@ -88,6 +119,7 @@ class QuantTable:
         data = save(_contiguous(tensors))
         write_bytes_atomic(directory / TENSORS_FILE, data)
         meta = {
+            "format": FORMAT,
             "tensors_sha256": _sha256(data),
             "key": self.key,
             "scheme": self.scheme,
@@ -104,6 +136,8 @@ class QuantTable:
         directory = Path(directory)
         try:
             return cls._from_files(directory)
+        except OutdatedTable:
+            raise
         except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
             raise UserError(
                 f"the quantization table in {directory} is unreadable ({error}): "
@@ -117,6 +151,12 @@ class QuantTable:
             _canonical(meta)
         ):
             raise ValueError(f"{META_FILE} fails its checksum")
+        if meta.get("format", 1) != FORMAT:
+            raise OutdatedTable(
+                f"the quantization table in {directory} has format "
+                f"{meta.get('format', 1)}, this evoquant reads format {FORMAT} "
+                f"(weight codes): delete {TENSORS_FILE} and {META_FILE} to calibrate anew"
+            )
         data = (directory / TENSORS_FILE).read_bytes()
         if _sha256(data) != meta["tensors_sha256"]:
             raise ValueError(f"{TENSORS_FILE} fails its checksum")
@@ -132,8 +172,11 @@ class QuantTable:
             inputs = tuple(
                 quantizers[r] for r in sorted(quantizers) if r.startswith("input")
             )
+            shape = item["weight_shape"]
             entries[(item["layer"], w, a)] = LayerEntry(
-                tensors.get(f"{prefix}/weight"),
+                None
+                if shape is None
+                else WeightCodes(tensors[f"{prefix}/weight_codes"], tuple(shape)),
                 quantizers.get("weight"),
                 inputs,
                 item["alpha_w"],
@@ -149,18 +192,30 @@ class QuantTable:
         )
 
 
-def _qparams_meta(qp: QParams) -> dict:
+def _qparams_meta(qp: WeightQParams) -> dict:
+    if isinstance(qp, BlockQParams):
+        return {
+            "qmin": qp.qmin,
+            "qmax": qp.qmax,
+            "block_size": qp.block_size,
+            "fp16_output": qp.fp16_output,
+        }
     return {"qmin": qp.qmin, "qmax": qp.qmax, "axis": qp.axis, "fp16": qp.fp16}
 
 
-def _qparams_from(tensors: dict[str, Tensor], prefix: str, meta: dict) -> QParams:
+def _qparams_from(tensors: dict[str, Tensor], prefix: str, meta: dict) -> WeightQParams:
+    scale, zero_point = tensors[f"{prefix}_scale"], tensors[f"{prefix}_zero_point"]
+    if "block_size" in meta:
+        return BlockQParams(
+            scale,
+            zero_point,
+            meta["qmin"],
+            meta["qmax"],
+            meta["block_size"],
+            meta["fp16_output"],
+        )
     return QParams(
-        tensors[f"{prefix}_scale"],
-        tensors[f"{prefix}_zero_point"],
-        meta["qmin"],
-        meta["qmax"],
-        meta["axis"],
-        meta["fp16"],
+        scale, zero_point, meta["qmin"], meta["qmax"], meta["axis"], meta["fp16"]
     )
 
 
@@ -211,10 +266,19 @@ def build_quant_table(
     run: Callable,
     batches: Sequence,
     quant: QuantConfig,
+    progress: TextIO | None = sys.stderr,
 ) -> QuantTable:
-    """Stage 1 then stage 2, then the fake-quantized weights of every (layer, config)."""
+    """Stage 1 then stage 2, then the weight codes of every (layer, config).
+
+    ``progress``: where the build reports its stage, layer and ETA (None: nowhere).
+    """
     model.eval()
-    ranges = calibrate_ranges(model, layers, run, batches, RangeSettings.of(quant))
+    settings, grid = RangeSettings.of(quant), quant.alpha.grid()
+    work = stage1_work(layers, len(batches), settings) + stage2_work(
+        layers, len(batches), quant.bit_configs, grid
+    )
+    reporter = CalibrationProgress(work, stream=progress)
+    ranges = calibrate_ranges(model, layers, run, batches, settings, reporter)
     alphas = search_alphas(
         model,
         layers,
@@ -223,7 +287,9 @@ def build_quant_table(
         batches,
         quant.bit_configs,
         quant.scheme,
-        quant.alpha.grid(),
+        grid,
+        quant.weights,
+        reporter,
     )
     modules = dict(model.named_modules())
     entries = {}
@@ -233,20 +299,22 @@ def build_quant_table(
             w_bits, a_bits = config
             alpha_w = alphas.alpha_w(layer.name, w_bits)
             alpha_a = alphas.alpha_a(layer.name, config)
-            weight = weight_q = None
+            codes = weight_q = None
             if layer.num_weights:
-                weight_q = weight_qparams(module.weight, w_bits, quant.scheme, alpha_w)
-                with torch.no_grad():
-                    weight = fake_quantize(module.weight.detach(), weight_q)
+                weight_q = weight_qparams(
+                    module.weight, w_bits, quant.scheme, alpha_w, quant.weights.block
+                )
+                codes = encode(module.weight, weight_q)
             inputs = tuple(
                 input_qparams(observed, a_bits, quant.scheme, alpha_a)
                 for observed in ranges[layer.name]
             )
             entries[(layer.name, *config)] = LayerEntry(
-                weight, weight_q, inputs, alpha_w, alpha_a
+                codes, weight_q, inputs, _mean_alpha(alpha_w), alpha_a
             )
-    histograms = {
-        f"{layer}/W{w}": counts.tolist()
+    reporter.finish()
+    histograms = {  # a per-block count summed over the blocks
+        f"{layer}/W{w}": counts.reshape(len(grid), -1).sum(1).tolist()
         for (layer, w), counts in alphas.weight_counts.items()
     } | {
         f"{layer}/W{w}A{a}/input": c.tolist()
@@ -262,6 +330,11 @@ def build_quant_table(
     )
 
 
+def _mean_alpha(alpha: float | Tensor) -> float:
+    """A per-block alpha as its mean (the JSON's summary; the scales hold each)."""
+    return float(alpha.mean()) if isinstance(alpha, Tensor) else alpha
+
+
 def load_or_build(
     directory: str | Path,
     model: nn.Module,
@@ -270,6 +343,7 @@ def load_or_build(
     batches: Sequence,
     quant: QuantConfig,
     rebuild_stale: bool = True,
+    progress: TextIO | None = sys.stderr,
 ) -> tuple[QuantTable, bool]:
     """The table saved in ``directory`` if it is still valid, else a new one (saved there).
 
@@ -278,14 +352,23 @@ def load_or_build(
     """
     directory = Path(directory)
     if (directory / META_FILE).exists():
-        table = QuantTable.load(directory)
-        if table.key == table_key(model, layers, batches, quant):
-            return table, False
+        try:
+            table = QuantTable.load(directory)
+        except OutdatedTable as outdated:
+            if not rebuild_stale:
+                raise UserError(
+                    f"{outdated}; its archived results were scored with it, so "
+                    "rerun the search in a new run directory"
+                ) from None
+            log.warning("%s: rebuilding it", outdated)
+        else:
+            if table.key == table_key(model, layers, batches, quant):
+                return table, False
         if not rebuild_stale:
             raise UserError(
                 f"the model, calibration data or quantization settings changed since "
                 f"{directory} was calibrated: its archived results no longer apply"
             )
-    table = build_quant_table(model, layers, run, batches, quant)
+    table = build_quant_table(model, layers, run, batches, quant, progress)
     table.save(directory)
     return table, True

@@ -285,8 +285,11 @@ def walk_graph(
             assert _attr(dq, "block_size") == plan.block_size in (64, 128)
             assert inits[dq.input[0]].data_type == TensorProto.INT4
             values = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
-            scale = entry.weight_qparams.scale.numpy()[:, None]
-            np.testing.assert_allclose(values * scale, entry.weight.numpy(), rtol=1e-6)
+            scale = numpy_helper.to_array(inits[dq.input[1]])
+            assert scale.dtype == np.float16
+            per_value = np.repeat(scale.astype(np.float32), plan.block_size, axis=1)
+            dequantized = (values * per_value).astype(np.float16).astype(np.float32)
+            np.testing.assert_array_equal(dequantized, entry.weight.numpy())
             expected_dq += 1
         if plan.deployed[1] == 16:
             (consumer,) = [n for n in graph.node if node.output[0] in n.input]
