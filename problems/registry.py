@@ -26,6 +26,7 @@ ProblemFactory = Callable[..., Problem]
 
 BUILTIN_PROBLEMS = {
     "digits": "problems.cnn.digits:digits_problem",
+    "digits_vit": "problems.vit.digits_vit:digits_vit_problem",
     "torchvision": "problems.cnn.torchvision_models:torchvision_problem",
     "bevfusion_mini": "problems.bevfusion.mini.problem:bevfusion_mini_problem",
     "bevfusion_mmdet3d": "problems.bevfusion.mmdet3d_adapter:bevfusion_mmdet3d_problem",

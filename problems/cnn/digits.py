@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from evoquant.errors import UserError
 from fitness.classification import run_classifier, top1_metric
 from problems.base import Problem
 from problems.registry import register_problem
+from problems.weights import load_trained
 
 WEIGHTS = Path(__file__).parent / "weights" / "digits_cnn.safetensors"
 """The shipped FP32 weights (seed 0)."""
@@ -96,18 +95,7 @@ def load_splits() -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
 
 def load_digits_net(weights: str | Path = WEIGHTS) -> DigitsNet:
     """The trained FP32 network in eval mode; a missing or corrupt file is a UserError."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise UserError(
-            f"digits weights not found: {weights} "
-            "(train them with python -m problems.cnn.train_digits)"
-        )
-    model = DigitsNet()
-    try:
-        model.load_state_dict(load_file(weights))
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise UserError(f"digits weights {weights} are unreadable: {exc}") from None
-    return model.eval()
+    return load_trained(DigitsNet(), weights, "digits", "problems.cnn.train_digits")
 
 
 def _batches(
@@ -128,23 +116,18 @@ def _batches(
     ]
 
 
-@register_problem("digits")
-def digits_problem(
-    batch_size: int = 64,
-    calibration_batches: int = 4,
-    fitness_batches: int = 4,
-    weights: str | None = None,
-    validation_batches: int | None = None,
-) -> Problem:
-    """Calibrate on the training split, score fitness and validation (top-1) on two
-    disjoint parts of the held-out split.
+def split_batches(
+    batch_size: int,
+    calibration_batches: int,
+    fitness_batches: int,
+    validation_batches: int | None,
+) -> tuple[list, list, list]:
+    """(calibration, fitness, validation) batches of the digits, never sharing a sample.
 
-    The shipped weights were trained on the training split, so calibration may come
-    from it; the search's fitness and the validation must not. Fitness takes the first
-    held-out samples, validation the ones after them: ``validation_batches`` batches,
-    or (None) every held-out sample the fitness batches leave (141 by default; 0 means
-    no validation). ``weights``: a safetensors file of ``DigitsNet`` weights (one that
-    ``python -m problems.cnn.train_digits --out FILE`` wrote); the shipped ones by default.
+    Calibration comes from the training split (the shipped weights were trained on it,
+    so it may); fitness takes the first held-out samples, validation the ones after
+    them: ``validation_batches`` batches, or (None) every held-out sample the fitness
+    batches leave (0 means no validation).
     """
     train, held_out = load_splits()
     fitness = _batches(held_out, batch_size, fitness_batches, "held-out")
@@ -161,12 +144,32 @@ def digits_problem(
         validation = _batches(
             held_out, batch_size, validation_batches, "held-out", start
         )
+    calibration = _batches(train, batch_size, calibration_batches, "training")
+    return calibration, fitness, validation
+
+
+@register_problem("digits")
+def digits_problem(
+    batch_size: int = 64,
+    calibration_batches: int = 4,
+    fitness_batches: int = 4,
+    weights: str | None = None,
+    validation_batches: int | None = None,
+) -> Problem:
+    """Calibrate on the training split, score fitness and validation (top-1) on two
+    disjoint parts of the held-out split (``split_batches``; 141 validation samples
+    by default).
+
+    ``weights``: a safetensors file of ``DigitsNet`` weights (one that
+    ``python -m problems.cnn.train_digits --out FILE`` wrote); the shipped ones by default.
+    """
+    calibration, fitness, validation = split_batches(
+        batch_size, calibration_batches, fitness_batches, validation_batches
+    )
     return Problem(
         name="digits",
         build_model=partial(load_digits_net, WEIGHTS if weights is None else weights),
-        calibration_batches=_batches(
-            train, batch_size, calibration_batches, "training"
-        ),
+        calibration_batches=calibration,
         fitness_batches=fitness,
         run=run_classifier,
         task_metric=top1_metric,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -51,8 +52,9 @@ def train_digits_net(
     settings: dict = TRAIN_SETTINGS,
     steps: int | None = None,
     log: list[dict] | None = None,
-) -> DigitsNet:
-    """Train from scratch, bit-for-bit reproducibly on one machine.
+    make_model: Callable[[], nn.Module] = DigitsNet,
+) -> nn.Module:
+    """Train ``make_model()`` from scratch, bit-for-bit reproducibly on one machine.
 
     Adam with a one-cycle schedule over ``settings["epochs"]`` epochs, so the last one
     lands on a settled minimum; ``steps`` stops after that many optimizer steps instead
@@ -71,7 +73,7 @@ def train_digits_net(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = DigitsNet()
+            model = make_model()
             optimizer = torch.optim.Adam(
                 model.parameters(),
                 lr=settings["max_lr"],
@@ -105,7 +107,7 @@ def train_digits_net(
     return model.eval()
 
 
-def accuracies(model: DigitsNet) -> dict[str, float]:
+def accuracies(model: nn.Module) -> dict[str, float]:
     """Top-1 of the trained network on the training and the held-out split."""
     train, held_out = load_splits()
     with torch.no_grad():
@@ -115,27 +117,35 @@ def accuracies(model: DigitsNet) -> dict[str, float]:
         }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(
+    argv: list[str] | None = None,
+    description: str = __doc__,
+    settings: dict = TRAIN_SETTINGS,
+    weights: Path = WEIGHTS,
+    make_model: Callable[[], nn.Module] = DigitsNet,
+) -> None:
+    """The command: train ``make_model()`` with ``settings`` and write it to ``--out``
+    (default ``weights``); other networks on the digits reuse it with their own."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=TRAIN_SETTINGS["epochs"])
+    parser.add_argument("--epochs", type=int, default=settings["epochs"])
     parser.add_argument(
         "--steps",
         type=int,
         help="stop after this many optimizer steps (default: every step of every epoch)",
     )
     parser.add_argument(
-        "--out", type=Path, default=WEIGHTS, help=f"weights file (default: {WEIGHTS})"
+        "--out", type=Path, default=weights, help=f"weights file (default: {weights})"
     )
     args = parser.parse_args(argv)
     if args.epochs < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--epochs and --steps must be at least 1")
-    settings = TRAIN_SETTINGS | {"epochs": args.epochs}
+    settings = settings | {"epochs": args.epochs}
     log: list[dict] = []
     start = time.perf_counter()
-    model = train_digits_net(args.seed, settings, args.steps, log)
+    model = train_digits_net(args.seed, settings, args.steps, log, make_model)
     train_seconds = time.perf_counter() - start
     record = {
         "seed": args.seed,

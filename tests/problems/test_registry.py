@@ -87,7 +87,7 @@ def test_builtin_names_resolve_lazily():
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("nope", "unknown problem 'nope'.*digits, torchvision"),
+        ("nope", "unknown problem 'nope'.*digits, digits_vit, torchvision"),
         (
             "no_such_module_xyz:make",
             "cannot import problem module 'no_such_module_xyz'",
