@@ -159,7 +159,12 @@ def calibrate(args: argparse.Namespace) -> None:
     run_dir = make_directory(run_dir_of(args), "run directory")
     require_writable(run_dir, "calibrate")
     # the table of a search run is part of its results: never replace it from here
-    prepared = prepare(config, run_dir, rebuild_stale=not (run_dir / RUN_FILE).exists())
+    prepared = prepare(
+        config,
+        run_dir,
+        rebuild_stale=not (run_dir / RUN_FILE).exists(),
+        progress=sys.stderr,
+    )
     fitness = GenomeFitness(
         prepared.problem, prepared.model, prepared.table, prepared.layers, config.error
     )

@@ -169,7 +169,12 @@ def run_search(
     make_directory(run_dir, "run directory")
     deterministic_cuda()  # before calibration touches a GPU
     with log_to_run_dir(run_dir):
-        prepared = prepare(config, run_dir, rebuild_stale=not resume)
+        prepared = prepare(
+            config,
+            run_dir,
+            rebuild_stale=not resume,
+            progress=sys.stderr if show_progress else None,
+        )
         space = build_space(prepared, config)
         backend = build_evaluator(config, prepared, space, run_dir)
         total_generations = generations or config.search.generations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from torch import nn
 
@@ -37,9 +38,13 @@ def build_model_and_layers(config: RunConfig) -> tuple[Problem, nn.Module, list[
 
 
 def prepare(
-    config: RunConfig, run_dir: str | Path, rebuild_stale: bool = True
+    config: RunConfig,
+    run_dir: str | Path,
+    rebuild_stale: bool = True,
+    progress: TextIO | None = None,
 ) -> Prepared:
-    """Build the problem and its model, then load the run's QuantTable or calibrate anew."""
+    """Build the problem and its model, then load the run's QuantTable or calibrate anew
+    (reporting on ``progress``, e.g. stderr)."""
     problem, model, layers = build_model_and_layers(config)
     table, rebuilt = load_or_build(
         run_dir,
@@ -49,6 +54,7 @@ def prepare(
         problem.calibration_batches,
         config.quant,
         rebuild_stale,
+        progress,
     )
     log.info(
         "%s quantization table for %d layers",

@@ -11,6 +11,7 @@ happens for deployed configs the run's table lacks (e.g. W4A16 after a promotion
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def deployment_table(
         problem.run,
         problem.calibration_batches,
         quant.model_copy(update={"scheme": "tensorrt", "bit_configs": missing}),
+        progress=sys.stderr,
     )
     if table.scheme != "tensorrt":
         return extra, note

@@ -3,7 +3,7 @@
 Building a table runs for minutes on a large model, long before the search's own
 progress bar starts. The work is counted in layer forwards (one per batch and layer
 in stage 1, one per alpha tried in stage 2), and a line is written at most every
-``interval`` seconds, plus one when the table is done, so a long build says a few
+``INTERVAL_S`` seconds, plus one when the table is done, so a long build says a few
 lines per minute however many batches and layers it has.
 """
 
@@ -13,6 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
+
+
+INTERVAL_S = 10.0
+"""Seconds between two progress lines."""
 
 
 def _duration(seconds: float) -> str:
@@ -27,12 +31,12 @@ class CalibrationProgress:
         self,
         total: int,
         stream: TextIO | None = sys.stderr,
-        interval: float = 10.0,
+        interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.total = max(total, 1)
         self.stream = stream
-        self.interval = interval
+        self.interval = INTERVAL_S if interval is None else interval
         self.clock = clock
         self.start = self.last = clock()
         self.done = 0

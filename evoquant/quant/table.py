@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,7 +265,7 @@ def build_quant_table(
     run: Callable,
     batches: Sequence,
     quant: QuantConfig,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | None = None,
 ) -> QuantTable:
     """Stage 1 then stage 2, then the weight codes of every (layer, config).
 
@@ -343,7 +342,7 @@ def load_or_build(
     batches: Sequence,
     quant: QuantConfig,
     rebuild_stale: bool = True,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | None = None,
 ) -> tuple[QuantTable, bool]:
     """The table saved in ``directory`` if it is still valid, else a new one (saved there).
 

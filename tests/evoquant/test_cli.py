@@ -320,9 +320,12 @@ def test_subprocess_bad_override_is_one_line(tmp_path):
 def test_quantize_digits_uniform_table(capsys, in_tmp):
     path = write_config(in_tmp / "digits.yaml", small_digits_config())
     assert main(["quantize", str(path)]) == 0
-    out, _ = capsys.readouterr()
+    out, err = capsys.readouterr()
     for label in ["FP32", "W2A8", "W4A8", "W8A8", "W16A16", "F_bits", "top1"]:
         assert label in out
+    # progress on stderr at the default log level: layer, ETA, the end
+    assert "calibration: ranges of stem.0: " in err and "ETA" in err
+    assert err.rstrip().splitlines()[-1].startswith("calibration: done in ")
     rows = {
         row["config"]: row
         for row in json.loads((in_tmp / "runs/digits/uniform.json").read_text())

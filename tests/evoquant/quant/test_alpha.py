@@ -3,11 +3,12 @@ import pytest
 import torch
 from torch import nn
 
+from evoquant.config import WeightConfig
 from evoquant.quant.alpha import AlphaSearch, search_alphas
 from evoquant.quant.calibrate import calibrate_ranges
 from evoquant.quant.fakequant import fake_quantize
 from evoquant.quant.layers import find_layers
-from evoquant.quant.qparams import input_qparams, weight_qparams
+from evoquant.quant.qparams import input_qparams, quantize_weight, weight_qparams
 
 GRID = [round(0.8 + 0.02 * i, 10) for i in range(21)]
 
@@ -117,3 +118,58 @@ def test_outlier_layer_prefers_clipping_at_two_bits():
         model, layers, ranges, run, [batch], [(2, 8)], "thesis", GRID
     )
     assert search.alpha_w("0", 2) != 1.0
+
+
+def block_outlier_layer() -> nn.Sequential:
+    """Two blocks of 8 inputs per row; only the first block of each row has an outlier."""
+    torch.manual_seed(4)
+    layer = nn.Linear(16, 3, bias=False)
+    with torch.no_grad():
+        layer.weight.normal_(0, 0.1)
+        layer.weight[:, 0] = 1.5
+    return nn.Sequential(layer).eval()
+
+
+def test_a_per_block_alpha_is_the_grid_point_of_least_block_output_error():
+    model = block_outlier_layer()
+    batch = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    layers = find_layers(model)
+    ranges = calibrate_ranges(model, layers, run, [batch])
+    weights = WeightConfig(granularity="block", block_size=8)
+    with torch.no_grad():
+        search = search_alphas(
+            model, layers, ranges, run, [batch], [(2, 8)], "thesis", GRID, weights
+        )
+        alpha = search.alpha_w("0", 2)
+        w = model[0].weight
+        assert alpha.shape == (3, 2)
+        for row in range(3):
+            for block in range(2):
+                columns = slice(8 * block, 8 * block + 8)
+                errors = []
+                for candidate in GRID:
+                    qp = weight_qparams(w, 2, "thesis", candidate, 8)
+                    delta = (w - quantize_weight(w, qp))[row, columns]
+                    errors.append(((batch[:, columns] @ delta) ** 2).sum().item())
+                assert alpha[row, block].item() == pytest.approx(
+                    GRID[int(np.argmin(errors))]
+                )
+    assert len(set(alpha.flatten().tolist())) > 1  # the blocks chose differently
+
+
+def test_per_layer_block_alpha_is_one_factor(tiny_model, tiny_batches, tiny_run):
+    layers = find_layers(tiny_model)
+    ranges = calibrate_ranges(tiny_model, layers, tiny_run, tiny_batches)
+    weights = WeightConfig(granularity="block", block_size=4, block_alpha="per_layer")
+    search = search_alphas(
+        tiny_model,
+        layers,
+        ranges,
+        tiny_run,
+        tiny_batches,
+        [(4, 8)],
+        "thesis",
+        GRID,
+        weights,
+    )
+    assert isinstance(search.alpha_w("attn.q", 4), float)

@@ -6,12 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from evoquant.config import ActivationConfig, AlphaConfig, QuantConfig
+from evoquant.config import ActivationConfig, AlphaConfig, QuantConfig, WeightConfig
 from evoquant.errors import UserError
+from evoquant.quant.blockwise import BlockQParams
 from evoquant.quant.layers import find_layers
+from evoquant.quant.qparams import quantize_weight, weight_qparams
 from evoquant.quant.table import (
+    FORMAT,
     META_FILE,
     TENSORS_FILE,
+    OutdatedTable,
     QuantTable,
     build_quant_table,
     load_or_build,
@@ -43,7 +47,9 @@ def test_save_and_load_round_trip(table, tmp_path):
     for key, entry in table.entries.items():
         other = loaded.entries[key]
         assert (entry.alpha_w, entry.alpha_a) == (other.alpha_w, other.alpha_a)
-        if entry.weight is not None:
+        if entry.codes is not None:
+            assert torch.equal(entry.codes.packed, other.codes.packed)
+            assert entry.codes.shape == other.codes.shape
             assert torch.equal(entry.weight, other.weight)
         for a, b in zip(entry.input_qparams, other.input_qparams):
             assert torch.equal(a.scale, b.scale) and torch.equal(
@@ -219,3 +225,72 @@ def test_per_tensor_tables_hold_scalar_input_scales(
         FAST.model_copy(update={"activations": ACTIVATION_OPTIONS[0]}),
     )
     assert per_channel.entry("stem.2", (8, 8)).input_qparams[0].scale.shape == (8,)
+
+
+def test_weights_are_stored_as_packed_codes_that_decode_to_the_quantized_weight(
+    table, tiny_model, tmp_path
+):
+    from safetensors.torch import load_file
+
+    table.save(tmp_path)
+    tensors = load_file(tmp_path / TENSORS_FILE)
+    weight = tiny_model.head.weight
+    for (w, a), dtype, nbytes in (
+        ((2, 8), torch.uint8, weight.numel() // 4),
+        ((4, 8), torch.uint8, weight.numel() // 2),
+        ((8, 8), torch.uint8, weight.numel()),
+        ((16, 16), torch.int16, 2 * weight.numel()),
+    ):
+        codes = tensors[f"head/W{w}A{a}/weight_codes"]
+        assert codes.dtype == dtype and codes.numel() * codes.element_size() == nbytes
+        entry = table.entry("head", (w, a))
+        assert torch.equal(entry.weight, quantize_weight(weight, entry.weight_qparams))
+    assert not any(name.endswith("/weight") for name in tensors)
+    assert json.loads((tmp_path / META_FILE).read_text())["format"] == FORMAT
+
+
+def test_block_quantizers_round_trip(tiny_model, tiny_batches, tiny_run, tmp_path):
+    quant = FAST.model_copy(
+        update={"weights": WeightConfig(granularity="block", block_size=4)}
+    )
+    built = build_quant_table(
+        tiny_model, find_layers(tiny_model), tiny_run, tiny_batches, quant
+    )
+    built.save(tmp_path)
+    loaded = QuantTable.load(tmp_path)
+    entry, other = built.entry("attn.q", (4, 8)), loaded.entry("attn.q", (4, 8))
+    assert isinstance(other.weight_qparams, BlockQParams)
+    assert other.weight_qparams.block_size == 4 and other.weight_qparams.blocks == 2
+    assert torch.equal(other.weight_qparams.scale, entry.weight_qparams.scale)
+    assert torch.equal(other.weight, entry.weight)
+    plain = weight_qparams(tiny_model.attn["q"].weight, 4, "thesis", block_size=4)
+    assert not torch.equal(entry.weight_qparams.scale, plain.scale)  # alpha per block
+    assert not isinstance(loaded.entry("attn.q", (8, 8)).weight_qparams, BlockQParams)
+
+
+def as_format_1(directory: Path) -> None:
+    """The JSON as evoquant 0.2 wrote it: no format number (its checksum still good)."""
+    meta = json.loads((directory / META_FILE).read_text())
+    del meta["format"], meta["sha256"]
+    canonical = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    meta["sha256"] = hashlib.sha256(canonical).hexdigest()
+    (directory / META_FILE).write_text(json.dumps(meta))
+
+
+def test_an_old_format_table_is_rebuilt_or_refused_in_one_line(
+    tiny_model, tiny_batches, tiny_run, tmp_path
+):
+    layers = find_layers(tiny_model)
+    load_or_build(tmp_path, tiny_model, layers, tiny_run, tiny_batches, FAST)
+    as_format_1(tmp_path)
+    with pytest.raises(
+        OutdatedTable, match="has format 1, this evoquant reads format 2"
+    ):
+        QuantTable.load(tmp_path)
+    with pytest.raises(UserError, match="rerun the search") as error:
+        load_or_build(tmp_path, tiny_model, layers, tiny_run, tiny_batches, FAST, False)
+    assert "\n" not in str(error.value)
+    _, rebuilt = load_or_build(
+        tmp_path, tiny_model, layers, tiny_run, tiny_batches, FAST
+    )
+    assert rebuilt and QuantTable.load(tmp_path).key
