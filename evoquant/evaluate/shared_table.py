@@ -3,7 +3,9 @@
 Ray hands numpy arrays to every worker of a node zero-copy from shared memory, while
 torch tensors would be unpickled into one private copy per worker. The driver puts the
 table once as arrays; each worker views them as tensors again without copying. The
-views are read-only: the quantized model only selects and reads them.
+views are read-only: the quantized model only reads them. What is shared is the table's
+small form, the weights' packed integer codes; each worker decodes them into float
+weights once, when it builds its QuantizedModel.
 """
 
 from __future__ import annotations

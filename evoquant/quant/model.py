@@ -2,8 +2,9 @@
 
 Every quantizable layer gets one forward pre-hook (fake-quantizes its inputs with
 the active config's quantizers) and has its ``weight`` Parameter swapped for the
-table's pre-computed fake-quantized one. ``apply`` therefore only rebinds
-references; all quantization work was done when the QuantTable was built.
+fake-quantized one of the active config. Those are decoded from the table's integer
+codes once, here at construction (once per worker), so ``apply`` only rebinds
+references and an evaluation costs what it did when the table held float copies.
 """
 
 from __future__ import annotations

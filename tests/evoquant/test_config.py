@@ -648,3 +648,61 @@ def test_new_spellings_store_the_old_and_keep_the_digest(new, old):
     assert renamed == stored
     assert renamed.digest() == stored.digest()
     assert renamed.model_dump() == stored.model_dump()
+
+
+# ---- quant.weights ------------------------------------------------------------------
+
+
+def test_weights_are_per_channel_unless_the_target_deploys_blocks():
+    plain = parse_config(BASE)
+    assert plain.quant.weights.block is None
+    assert "weights" not in plain.quant.model_dump()  # older digests stay
+    tensorrt = parse_config(BASE | {"target": "tensorrt"})
+    assert tensorrt.quant.weights.block == 128
+    assert tensorrt.quant.weights.block_alpha == "per_block"
+    sized = parse_config(
+        BASE | {"target": "tensorrt", "quant": {"weights": {"block_size": 64}}}
+    )
+    assert sized.quant.weights.block == 64
+    chosen = parse_config(
+        BASE
+        | {"target": "tensorrt", "quant": {"weights": {"granularity": "per_channel"}}}
+    )
+    assert chosen.quant.weights.block is None
+    assert chosen.digest() != tensorrt.digest()
+
+
+def test_a_stored_config_without_weights_is_per_channel_even_under_the_target():
+    """A tensorrt run made before block-wise weights searched per-channel INT4."""
+    stored = parse_config(BASE | {"target": "tensorrt", "quant": {}}, stored=True)
+    assert stored.quant.weights.block is None
+    fresh = parse_config(BASE | {"target": "tensorrt"})
+    again = parse_config(fresh.model_dump(mode="json"), stored=True)
+    assert again.quant == fresh.quant and again.digest() == fresh.digest()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"quant": {"weights": {"granularity": "blocks"}}},
+            "quant.weights.granularity: Input should be 'per_channel' or 'block'",
+        ),
+        (
+            {"quant": {"weights": {"block_size": 0}}},
+            "quant.weights.block_size: Value error, block_size must be in [1, 65536], "
+            "not 0",
+        ),
+        (
+            {"target": "tensorrt", "quant": {"weights": {"block_size": 32}}},
+            "quant.weights.block_size: target tensorrt runs INT4 blocks of 128 or 64, "
+            "not 32",
+        ),
+        (
+            {"quant": {"weights": {"block_alpha": "per_row"}}},
+            "quant.weights.block_alpha: Input should be 'per_block' or 'per_layer'",
+        ),
+    ],
+)
+def test_bad_weight_settings_are_one_line(settings, message):
+    assert config_error(settings) == f"config: {message}"

@@ -1,3 +1,4 @@
+import dataclasses
 import warnings
 
 import numpy as np
@@ -8,6 +9,7 @@ from torch import nn
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.evaluate.shared_table import from_arrays, to_arrays
 from evoquant.quant.layers import find_layers
+from evoquant.quant.model import QuantizedModel
 from evoquant.quant.table import build_quant_table
 
 
@@ -36,13 +38,8 @@ def read_only(table):
 
     shared = to_arrays(table)
     for key, entry in shared.entries.items():
-        shared.entries[key] = type(entry)(
-            freeze(entry.weight),
-            entry.weight_qparams,
-            entry.input_qparams,
-            entry.alpha_w,
-            entry.alpha_a,
-        )
+        codes = type(entry.codes)(freeze(entry.codes.packed), entry.codes.shape)
+        shared.entries[key] = dataclasses.replace(entry, codes=codes)
     return shared
 
 
@@ -51,8 +48,9 @@ def test_the_arrays_come_back_as_the_same_table(table):
     back = from_arrays(shared)
     assert back.layers == table.layers and back.bit_configs == table.bit_configs
     for key, entry in table.entries.items():
-        assert isinstance(shared.entries[key].weight, np.ndarray)
+        assert isinstance(shared.entries[key].codes.packed, np.ndarray)
         copy = back.entries[key]
+        assert torch.equal(copy.codes.packed, entry.codes.packed)
         assert torch.equal(copy.weight, entry.weight)
         for ours, theirs in zip(
             [copy.weight_qparams, *copy.input_qparams],
@@ -74,5 +72,22 @@ def test_a_worker_views_the_shared_arrays_without_a_copy_or_a_warning(table):
         warnings.simplefilter("error")
         back = from_arrays(shared)
     for key, entry in shared.entries.items():
-        address = entry.weight.__array_interface__["data"][0]
-        assert back.entries[key].weight.data_ptr() == address
+        address = entry.codes.packed.__array_interface__["data"][0]
+        assert back.entries[key].codes.packed.data_ptr() == address
+
+
+def test_workers_share_the_codes_and_dequantize_once_into_their_model(table):
+    """The object store holds the packed codes; the model a worker builds holds floats."""
+    shared = read_only(table)
+    for (layer, w, a), entry in shared.entries.items():
+        assert entry.codes.packed.dtype == (np.int16 if w == 16 else np.uint8)
+        assert entry.codes.packed.nbytes < 4 * np.prod(entry.codes.shape)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    ).eval()
+    quantized = QuantizedModel(model, from_arrays(shared))
+    quantized.apply([4, 4])
+    for name in table.layers:
+        assert torch.equal(
+            dict(model.named_modules())[name].weight, table.entry(name, (4, 8)).weight
+        )
