@@ -6,11 +6,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
+from torch import nn
 
+from evoquant.config import AlphaConfig, QuantConfig, WeightConfig
 from evoquant.export.plan import plan_layers
 from evoquant.export.run import export_genome
+from evoquant.export.validate import session
+from evoquant.problem import Problem
 from evoquant.quant.layers import find_layers
-from evoquant.quant.table import QuantTable
+from evoquant.quant.model import QuantizedModel
+from evoquant.quant.table import QuantTable, build_quant_table
 from evoquant.rundir import read_run_config
 from evoquant.space import layer_weight_shapes
 from problems.registry import build_problem
@@ -122,3 +128,61 @@ def test_a_static_bert_of_19_int8_linears_loads_in_a_default_session(
     fused = onnx.load(options.optimized_model_filepath)
     assert "Gemm" in {node.op_type for node in fused.graph.node}  # the fusion ran
     assert min(o["cosine"] for o in row["validation"]) >= 0.999
+
+
+def blockwise_problem():
+    """Two Linears with rows of 256 and 128 values: blocks of 64 split both."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 8)).eval()
+    with torch.no_grad():  # a few outliers, so that each block's own scale matters
+        model[0].weight[:, ::37] *= 8
+    generator = torch.Generator().manual_seed(1)
+    calibration = [torch.randn(16, 256, generator=generator) for _ in range(2)]
+    fitness = [torch.randn(16, 256, generator=generator)]
+    problem = Problem("blocks", lambda: model, calibration, fitness, lambda m, b: m(b))
+    return problem, model
+
+
+def w4a16_table(problem, model, layers, weights):
+    quant = QuantConfig(
+        scheme="tensorrt",
+        bit_configs=[(4, 16)],
+        alpha=AlphaConfig(start=0.9, stop=1.1, step=0.05),
+        weights=weights,
+    )
+    return build_quant_table(
+        model, layers, problem.run, problem.calibration_batches, quant
+    )
+
+
+def test_onnxruntime_runs_the_block_wise_weights_the_search_scored(
+    tmp_path, check_graph
+):
+    problem, model = blockwise_problem()
+    layers = find_layers(model)
+    shapes = layer_weight_shapes(model, layers)
+    blocks = WeightConfig(granularity="block", block_size=64)
+    table = w4a16_table(problem, model, layers, blocks)
+    plans = plan_layers(layers, [(4, 16)] * 2, shapes, 64)
+    assert [plan.block_size for plan in plans] == [64, 64]
+    weights = {layer.name: model.get_submodule(layer.name).weight for layer in layers}
+    exported = export_genome(problem, model, layers, plans, table, tmp_path)
+    check_graph(exported.graphs["model"], plans, table, weights)  # codes and scales
+    (output,) = exported.rows[0]["validation"]
+    # onnxruntime (FP16 layers) against the fake-quantized model the search scored
+    assert output["cosine"] >= 0.99999
+    assert output["max_abs_error"] <= 2e-3 * output["max_abs_reference"]
+    # and far from what per-channel scales would have given: the search modelled blocks
+    per_channel = w4a16_table(problem, model, layers, WeightConfig())
+    batch = problem.fitness_batches[0]
+    sess = session(tmp_path / "model.onnx")
+    (session_output,) = sess.run(None, {sess.get_inputs()[0].name: batch.numpy()})
+    scored = {}
+    for name, candidate in (("block", table), ("per_channel", per_channel)):
+        quantized = QuantizedModel(model, candidate)
+        quantized.apply([(4, 16)] * 2)
+        with torch.no_grad():
+            scored[name] = model(batch).numpy()
+        quantized.remove()
+    gap = {k: np.abs(session_output - v).max() for k, v in scored.items()}
+    assert gap["block"] * 10 < gap["per_channel"]
