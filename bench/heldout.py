@@ -81,15 +81,17 @@ def run_sentence_encoder(model: nn.Module, batch: dict) -> Tensor:
     return (hidden * mask).sum(1) / mask.sum(1)
 
 
-def build_bert(seed: int) -> nn.Module:
+def build_bert(
+    seed: int, hidden_size: int = 128, heads: int = 4, intermediate_size: int = 512
+) -> nn.Module:
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
         vocab_size=VOCAB,
-        hidden_size=128,
+        hidden_size=hidden_size,
         num_hidden_layers=6,
-        num_attention_heads=4,
-        intermediate_size=512,
+        num_attention_heads=heads,
+        intermediate_size=intermediate_size,
         max_position_embeddings=64,
     )
     with torch.random.fork_rng(devices=[]):
@@ -97,11 +99,14 @@ def build_bert(seed: int) -> nn.Module:
         return BertModel(config, add_pooling_layer=False).eval()
 
 
-def bert_problem(batch_size: int = 16, batches: int = 4, seq_len: int = 32) -> Problem:
-    """A random 6-layer BERT sentence encoder; each role has its own token seed."""
+def bert_problem(
+    batch_size: int = 16, batches: int = 4, seq_len: int = 32, **shape: int
+) -> Problem:
+    """A random 6-layer BERT sentence encoder (``shape``: ``build_bert``'s sizes); each
+    role has its own token seed."""
     return Problem(
         name="bert_random",
-        build_model=lambda: build_bert(seed=0),
+        build_model=partial(build_bert, seed=0, **shape),
         calibration_batches=sentences(batches, batch_size, seq_len, seed=1),
         fitness_batches=sentences(batches, batch_size, seq_len, seed=2),
         validation_batches=sentences(batches, batch_size, seq_len, seed=3),

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from hardware import hardware
-from heldout import VOCAB, run_sentence_encoder, sentences
-from torch import nn
+from heldout import bert_problem
 
 from evoquant.config import AlphaConfig, QuantConfig, WeightConfig
 from evoquant.evaluate.fitness import GenomeFitness
@@ -59,37 +59,12 @@ VARIANTS = {
 ROLES = {"fitness": "fitness_batches", "validation": "validation_batches"}
 
 
-def build_minilm_shaped_bert(seed: int = 0) -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-        max_position_embeddings=64,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return BertModel(config, add_pooling_layer=False).eval()
-
-
-def bert_problem(batch_size: int = 8, batches: int = 4, seq_len: int = 32) -> Problem:
-    return Problem(
-        name="bert_minilm_shape_random",
-        build_model=build_minilm_shaped_bert,
-        calibration_batches=sentences(batches, batch_size, seq_len, seed=1),
-        fitness_batches=sentences(batches, batch_size, seq_len, seed=2),
-        validation_batches=sentences(batches, batch_size, seq_len, seed=3),
-        run=run_sentence_encoder,
-    )
-
-
 PROBLEMS = {
     "digits": digits_problem,
     "digits_vit": digits_vit_problem,
-    "bert_minilm_shape_random": bert_problem,
+    "bert_minilm_shape_random": partial(
+        bert_problem, batch_size=8, hidden_size=384, heads=12, intermediate_size=1536
+    ),
 }
 
 

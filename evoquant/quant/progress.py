@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-
 INTERVAL_S = 10.0
 """Seconds between two progress lines."""
 

@@ -690,13 +690,17 @@ def test_a_stored_config_without_weights_is_per_channel_even_under_the_target():
         ),
         (
             {"quant": {"weights": {"block_size": 0}}},
-            "quant.weights.block_size: Value error, block_size must be in [1, 65536], "
-            "not 0",
+            (
+                "quant.weights.block_size: Value error, block_size must be in "
+                "[1, 65536], not 0"
+            ),
         ),
         (
             {"target": "tensorrt", "quant": {"weights": {"block_size": 32}}},
-            "quant.weights.block_size: target tensorrt runs INT4 blocks of 128 or 64, "
-            "not 32",
+            (
+                "quant.weights.block_size: target tensorrt runs INT4 blocks of 128 "
+                "or 64, not 32"
+            ),
         ),
         (
             {"quant": {"weights": {"block_alpha": "per_row"}}},

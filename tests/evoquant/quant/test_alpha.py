@@ -17,10 +17,10 @@ def run(model, batch):
     return model(batch)
 
 
-def outlier_layer() -> nn.Linear:
+def outlier_layer(rows: int = 4, seed: int = 3) -> nn.Sequential:
     """A linear layer whose weights are mostly small with one outlier per row: clipping pays."""
-    torch.manual_seed(3)
-    layer = nn.Linear(16, 4, bias=False)
+    torch.manual_seed(seed)
+    layer = nn.Linear(16, rows, bias=False)
     with torch.no_grad():
         layer.weight.normal_(0, 0.1)
         layer.weight[:, 0] = 1.5
@@ -120,18 +120,8 @@ def test_outlier_layer_prefers_clipping_at_two_bits():
     assert search.alpha_w("0", 2) != 1.0
 
 
-def block_outlier_layer() -> nn.Sequential:
-    """Two blocks of 8 inputs per row; only the first block of each row has an outlier."""
-    torch.manual_seed(4)
-    layer = nn.Linear(16, 3, bias=False)
-    with torch.no_grad():
-        layer.weight.normal_(0, 0.1)
-        layer.weight[:, 0] = 1.5
-    return nn.Sequential(layer).eval()
-
-
 def test_a_per_block_alpha_is_the_grid_point_of_least_block_output_error():
-    model = block_outlier_layer()
+    model = outlier_layer(rows=3, seed=4)  # two blocks of 8, the outlier in the first
     batch = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
     layers = find_layers(model)
     ranges = calibrate_ranges(model, layers, run, [batch])

@@ -1,8 +1,8 @@
 import io
 
 from evoquant.config import AlphaConfig, QuantConfig
-from evoquant.quant.layers import find_layers
 from evoquant.quant import progress as progress_module
+from evoquant.quant.layers import find_layers
 from evoquant.quant.progress import CalibrationProgress
 from evoquant.quant.table import build_quant_table
 
