@@ -154,7 +154,7 @@ class QuantTable:
             raise OutdatedTable(
                 f"the quantization table in {directory} has format "
                 f"{meta.get('format', 1)}, this evoquant reads format {FORMAT} "
-                f"(weight codes): delete {TENSORS_FILE} and {META_FILE} to calibrate anew"
+                "(weight codes): a new calibrate or search rebuilds it"
             )
         data = (directory / TENSORS_FILE).read_bytes()
         if _sha256(data) != meta["tensors_sha256"]:
@@ -356,8 +356,8 @@ def load_or_build(
         except OutdatedTable as outdated:
             if not rebuild_stale:
                 raise UserError(
-                    f"{outdated}; its archived results were scored with it, so "
-                    "rerun the search in a new run directory"
+                    f"{outdated}, but not for a resumed search, whose archive was "
+                    "scored with the old table: search in a new run directory"
                 ) from None
             log.warning("%s: rebuilding it", outdated)
         else:

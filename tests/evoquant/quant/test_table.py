@@ -287,7 +287,7 @@ def test_an_old_format_table_is_rebuilt_or_refused_in_one_line(
         OutdatedTable, match="has format 1, this evoquant reads format 2"
     ):
         QuantTable.load(tmp_path)
-    with pytest.raises(UserError, match="rerun the search") as error:
+    with pytest.raises(UserError, match="search in a new run directory") as error:
         load_or_build(tmp_path, tiny_model, layers, tiny_run, tiny_batches, FAST, False)
     assert "\n" not in str(error.value)
     _, rebuilt = load_or_build(
