@@ -324,12 +324,23 @@ class QuantConfig(Section):
 class LayersConfig(Section):
     """Glob patterns on dotted layer names; ``fixed`` pins layers to one bit-width.
 
-    A pinned width must be one of ``search.alphabet``.
+    A pinned width must be one of ``search.alphabet``. ``attention: auto`` makes the
+    attention products the model computes (``scaled_dot_product_attention``, matmuls
+    between activations) layers of their own (``evoquant.quant.attention``); ``off``
+    leaves them FP32. ``dead: exclude`` leaves out layers whose output never reaches
+    the problem's outputs (they cost bits that change nothing); ``keep`` searches them.
     """
 
     include: list[str] = []
     exclude: list[str] = []
     fixed: dict[str, Integer] = {}
+    attention: Literal["auto", "off"] = "auto"
+    dead: Literal["exclude", "keep"] = "exclude"
+
+
+LAYERS_DIGEST_DEFAULTS = {"attention": "auto", "dead": "exclude"}
+"""``layers`` keys left out of the digest at these values, so configs written before
+they existed keep their run dirs."""
 
 
 class SearchConfig(Section):
@@ -632,6 +643,9 @@ class RunConfig(Section):
             del settings["custom_imports"]
         if settings["search"]["offspring"] is None:
             del settings["search"]["offspring"]
+        for key, default in LAYERS_DIGEST_DEFAULTS.items():
+            if settings["layers"][key] == default:
+                del settings["layers"][key]
         threads = settings.pop("evaluator")["threads_per_worker"]
         if threads != 1:
             settings["threads_per_worker"] = threads

@@ -88,7 +88,11 @@ def build_evaluator(
             fitness, space.bit_configs, options.threads_per_worker, options.retries
         )
     factory = FitnessFactory(
-        config.problem.name, config.problem.args, prepared.layers, config.error
+        config.problem.name,
+        config.problem.args,
+        prepared.layers,
+        config.error,
+        config.layers.attention,
     )
     on_cuda = any(p.is_cuda for p in prepared.model.parameters())
     return RayEvaluator(

@@ -11,7 +11,9 @@ from torch import nn
 
 from evoquant.config import RunConfig
 from evoquant.problem import Problem, build_problem
+from evoquant.quant.attention import discover_attention
 from evoquant.quant.layers import Layer, find_layers
+from evoquant.quant.reach import unreached_layers
 from evoquant.quant.table import QuantTable, load_or_build
 
 log = logging.getLogger(__name__)
@@ -25,16 +27,63 @@ class Prepared:
     table: QuantTable
 
 
-def build_model_and_layers(config: RunConfig) -> tuple[Problem, nn.Module, list[Layer]]:
-    """The config's problem, its FP32 model and the layers the config quantizes."""
-    problem = build_problem(config.problem.name, config.problem.args)
+def prepare_model(problem: Problem, attention: str = "auto") -> nn.Module:
+    """The problem's FP32 model in eval mode, its attention products made layers
+    (``attention: auto``, unless the problem keeps to its own modules) from the first
+    calibration batch.
+
+    Every process that quantizes the model (the driver, each worker) builds it here,
+    so each finds the same layers under the same names.
+    """
     model = problem.build_model().eval()
+    wanted = attention == "auto" and problem.discover_attention
+    if wanted and problem.calibration_batches:
+        found = discover_attention(model, problem.run, problem.calibration_batches[0])
+        if found:
+            log.info(
+                "%d attention product(s) made layers: %s", len(found), ", ".join(found)
+            )
+    return model
+
+
+def build_model_and_layers(config: RunConfig) -> tuple[Problem, nn.Module, list[Layer]]:
+    """The config's problem, its FP32 model and the layers the config quantizes.
+
+    Layers whose output the problem's outputs never use are left out (``layers.dead:
+    exclude``) or kept (``keep``); either way the log names them.
+    """
+    problem = build_problem(config.problem.name, config.problem.args)
+    model = prepare_model(problem, config.layers.attention)
     layers = find_layers(
         model,
         include=[*problem.layer_include, *config.layers.include],
         exclude=[*problem.layer_exclude, *config.layers.exclude],
     )
+    if problem.calibration_batches:
+        layers = _without_dead(model, layers, problem, config.layers.dead == "keep")
     return problem, model, layers
+
+
+def _without_dead(
+    model: nn.Module, layers: list[Layer], problem: Problem, keep: bool
+) -> list[Layer]:
+    dead = unreached_layers(model, layers, problem.run, problem.calibration_batches[0])
+    if dead is None:
+        log.info(
+            "could not check which layers reach the outputs: the problem's outputs "
+            "carry no autograd graph"
+        )
+        return layers
+    if not dead:
+        return layers
+    log.warning(
+        "%s %d layer(s) whose output never reaches the problem's outputs%s: %s",
+        "keeping" if keep else "excluded",
+        len(dead),
+        " (layers.dead: keep)" if keep else " (layers.dead: keep searches them)",
+        ", ".join(dead),
+    )
+    return layers if keep else [layer for layer in layers if layer.name not in dead]
 
 
 def prepare(

@@ -71,6 +71,9 @@ class Problem:
     ``{axis: name}``; the default leaves axis 0 of every input free as ``batch``, and
     outputs follow. Token models add their sequence axis, e.g.
     ``{"*": {0: "batch"}, "*input_ids": {1: "sequence"}, "*attention_mask": {1: "sequence"}}``.
+    ``discover_attention`` False keeps the genome to the model's own modules: attention products it computes
+    without a ``QuantMatMul`` stay FP32 whatever ``layers.attention`` says (a genome
+    pinned to a published layer list, as the thesis's BEVFusion).
 
     The batches play three roles, which must not share samples: ``calibration_batches``
     set the quantizers' ranges, ``fitness_batches`` give the error the search minimises,
@@ -98,6 +101,7 @@ class Problem:
     dynamic_axes: Mapping[str, Mapping[int, str]] = field(
         default_factory=lambda: dict(BATCH_AXIS)
     )
+    discover_attention: bool = True
 
     def __post_init__(self) -> None:
         for (first, second), shared in role_overlaps(self).items():

@@ -25,6 +25,7 @@ from evoquant.evaluate.attempt import (
 )
 from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.evaluate.shared_table import from_arrays
+from evoquant.pipeline import prepare_model
 from evoquant.problem import build_problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable
@@ -37,17 +38,19 @@ class FitnessFactory:
     """Builds the run's ``GenomeFitness`` in the calling process (model, data, FP32 references).
 
     ``layers`` comes from the driver rather than from a new layer search, so genes map to
-    the same layers on every worker.
+    the same layers on every worker; ``attention`` (``layers.attention``) makes the
+    model's attention products the layers the driver found.
     """
 
     problem: str
     args: dict[str, Any]
     layers: Sequence[Layer]
     error: str
+    attention: str = "auto"
 
     def __call__(self, table: QuantTable) -> GenomeFitness:
         problem = build_problem(self.problem, self.args)
-        model = problem.build_model().eval()
+        model = prepare_model(problem, self.attention)
         return GenomeFitness(problem, model, table, self.layers, self.error)
 
 

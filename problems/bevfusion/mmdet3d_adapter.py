@@ -382,6 +382,7 @@ def detector_problem(
         task_metric=NuScenesStyleMetric(classes),
         error_metrics=box_errors,
         export_parts=EXPORT_PARTS,
+        discover_attention=False,  # the thesis's 108 layers: the head's MHA stays FP32
     )
 
 

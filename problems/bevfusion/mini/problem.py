@@ -91,4 +91,5 @@ def bevfusion_mini_problem(
         error_metrics=BoxErrors(ref_score, max_distance, center_weight),
         export_parts=EXPORT_PARTS,
         validation_batches=validation,
+        discover_attention=False,  # the thesis's 108 layers: the head's MHA stays FP32
     )
