@@ -5,10 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from evoquant.config import parse_config
 from evoquant.errors import UserError
 from evoquant.pipeline import build_model_and_layers, prepare
+from evoquant.quant.matmul import QuantMatMul
+from evoquant.quant.model import QuantizedModel
 from evoquant.rundir import TABLE_META_FILE, TABLE_TENSORS_FILE
 
 HERE = Path(__file__).parent
@@ -92,3 +95,81 @@ def test_a_stale_table_is_rebuilt_for_a_new_run_and_refused_on_resume(tmp_path, 
     rebuilt = prepare(config(bit_configs=[[4, 8], [8, 8], [16, 16]]), tmp_path)
     assert "built quantization table" in caplog.text
     assert rebuilt.table.key != old and (16, 16) in rebuilt.table.bit_configs
+
+
+# ---- attention discovery and dead layers --------------------------------------------
+
+QUANT = {"bit_configs": [[4, 8], [8, 8], [16, 16]], "alpha": {"enabled": False}}
+VIT = {"name": "digits_vit", "args": {"batch_size": 16, "fitness_batches": 1}}
+VIT_ARGS = VIT["args"] | {"calibration_batches": 1, "validation_batches": 0}
+BERT = {"name": "bert_problem:bert_problem"}  # tests/evoquant/bert_problem.py
+VIT_ATTENTION = [
+    f"blocks.{i}.attn.{p}" for i in range(3) for p in ("q_k_matmul", "attn_v_matmul")
+]
+BERT_ATTENTION = [
+    f"encoder.layer.{i}.attention.self.{p}"
+    for i in range(2)
+    for p in ("q_k_matmul", "attn_v_matmul")
+]
+
+
+def transformer(problem, **layers):
+    if problem["name"] == "digits_vit":
+        problem = {"name": "digits_vit", "args": VIT_ARGS}
+    return parse_config({"problem": problem, "quant": QUANT, "layers": layers})
+
+
+def matmuls(cfg) -> list[str]:
+    return [x.name for x in build_model_and_layers(cfg)[2] if x.kind == "matmul"]
+
+
+def test_the_attention_of_the_built_in_transformer_and_of_bert_is_found():
+    assert matmuls(transformer(VIT)) == VIT_ATTENTION
+    assert matmuls(transformer(BERT)) == BERT_ATTENTION
+
+
+def test_layers_attention_off_leaves_the_attention_fp32():
+    assert matmuls(transformer(VIT, attention="off")) == []
+
+
+def test_a_dead_layer_is_excluded_and_named_in_the_log(caplog):
+    caplog.set_level(logging.INFO, logger="evoquant")
+    names = [x.name for x in build_model_and_layers(transformer(BERT))[2]]
+    assert "pooler.dense" not in names and "encoder.layer.1.output.dense" in names
+    [line] = [r.getMessage() for r in caplog.records if "never reaches" in r.message]
+    assert line.startswith("excluded 1 layer(s)") and line.endswith(": pooler.dense")
+
+    caplog.clear()
+    kept = [x.name for x in build_model_and_layers(transformer(BERT, dead="keep"))[2]]
+    assert kept == [*names, "pooler.dense"]
+    assert "keeping 1 layer(s)" in caplog.text
+
+
+def difference(outputs, expected) -> float:
+    """Largest difference, relative to the outputs' scale (logits reach 20: a float
+    rounding there is 2e-6)."""
+    return ((outputs - expected).abs().max() / expected.abs().max().clamp(min=1)).item()
+
+
+@pytest.mark.parametrize("problem", [VIT, BERT], ids=["digits_vit", "bert"])
+def test_the_all_fp32_genome_is_the_original_model(problem, tmp_path):
+    prepared = prepare(transformer(problem), tmp_path)
+    original = prepared.problem.build_model()  # built anew: no layer discovered
+    assert not any(isinstance(m, QuantMatMul) for m in original.modules())
+    quantized = QuantizedModel(prepared.model, prepared.table)
+    kinds = [x.kind for x in prepared.layers]
+    genomes = {
+        "fp32": [None] * len(kinds),
+        "attention_w4": [4 if kind == "matmul" else None for kind in kinds],
+    }
+    run = prepared.problem.run
+    with torch.no_grad():
+        batch = prepared.problem.fitness_batches[0]
+        expected = run(original, batch)
+        errors = {}
+        for name, genome in genomes.items():
+            quantized.apply(genome)
+            errors[name] = difference(run(quantized.model, batch), expected)
+    assert errors["fp32"] <= 1e-6
+    # the products alone are quantized (8-bit inputs: a random BERT barely notices)
+    assert errors["attention_w4"] > max(100 * errors["fp32"], 1e-5)
