@@ -634,7 +634,8 @@ class RunConfig(Section):
         they existed keep their digest.
         Where genomes are scored (``evaluator``) is left out too, so a run can resume on
         another back-end or cluster; only a thread count other than the default 1 counts,
-        since it changes the last bits of the scores.
+        since it changes the last bits of the scores. ``layers.attention`` and
+        ``layers.dead`` count only when switched from their defaults.
         """
         settings = self.model_dump(mode="json")
         if settings["target"] is None:

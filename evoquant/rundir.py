@@ -23,7 +23,7 @@ from evoquant import __version__
 from evoquant.archive import Archive
 from evoquant.atomic import write_json_atomic
 from evoquant.checkpoint import Checkpoint, load_latest
-from evoquant.config import RunConfig, parse_config
+from evoquant.config import LAYERS_DIGEST_DEFAULTS, RunConfig, parse_config
 from evoquant.errors import UserError
 
 RUN_FILE = "run.json"
@@ -86,7 +86,12 @@ def scoring_digest(config: RunConfig) -> str:
     """
     settings = config.model_dump(mode="json")
     scoring = {key: settings[key] for key in SCORING_SECTIONS}
-    scoring["layers"] = {k: settings["layers"][k] for k in ("include", "exclude")}
+    layers = settings["layers"]
+    scoring["layers"] = {k: layers[k] for k in ("include", "exclude")} | {
+        k: layers[k]
+        for k, default in LAYERS_DIGEST_DEFAULTS.items()
+        if layers[k] != default
+    }
     scoring["threads_per_worker"] = settings["evaluator"]["threads_per_worker"]
     text = json.dumps(scoring, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -710,3 +710,26 @@ def test_a_stored_config_without_weights_is_per_channel_even_under_the_target():
 )
 def test_bad_weight_settings_are_one_line(settings, message):
     assert config_error(settings) == f"config: {message}"
+
+
+# ---- layers.attention and layers.dead -------------------------------------------------
+
+
+def test_attention_discovery_and_dead_layer_exclusion_are_on_by_default():
+    layers = parse_config(BASE).layers
+    assert (layers.attention, layers.dead) == ("auto", "exclude")
+    switched = parse_config(BASE | {"layers": {"attention": "off", "dead": "keep"}})
+    assert (switched.layers.attention, switched.layers.dead) == ("off", "keep")
+    assert "layers.attention" in config_error({"layers": {"attention": "yes"}})
+    assert "layers.dead" in config_error({"layers": {"dead": "drop"}})
+
+
+def test_the_layer_switches_count_in_the_digests_only_when_switched():
+    plain = parse_config(BASE)
+    spelled = parse_config(BASE | {"layers": {"attention": "auto", "dead": "exclude"}})
+    assert spelled.digest() == plain.digest()
+    assert scoring_digest(spelled) == scoring_digest(plain)
+    for switch in ({"attention": "off"}, {"dead": "keep"}):
+        other = parse_config(BASE | {"layers": switch})
+        assert other.digest() != plain.digest()
+        assert scoring_digest(other) != scoring_digest(plain)

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from evoquant.archive import FAILED
-from evoquant.config import AlphaConfig, QuantConfig
+from evoquant.config import AlphaConfig, QuantConfig, parse_config
 from evoquant.errors import UserError
 from evoquant.evaluate.shared_table import to_arrays
 from evoquant.evaluate.worker import EvaluationWorker, FitnessFactory, WorkerState
+from evoquant.pipeline import build_model_and_layers
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import QuantTable, build_quant_table
 from problems.registry import build_problem
@@ -151,3 +152,24 @@ def test_a_factory_a_worker_cannot_build_reports_one_line(digits, keep_threads):
     wrong_error = FitnessFactory("digits", DIGITS_ARGS, layers, "f_box")
     state = EvaluationWorker(wrong_error, to_arrays(table), 1).ping()
     assert state.error is not None and "'f_box' is not one of" in state.error
+
+
+def test_the_factory_finds_the_attention_layers_the_driver_found(keep_threads):
+    config = parse_config(
+        {
+            "problem": {"name": "digits_vit", "args": DIGITS_ARGS},
+            "quant": {"bit_configs": [[4, 8], [8, 8]], "alpha": {"enabled": False}},
+        }
+    )
+    problem, model, layers = build_model_and_layers(config)
+    attention = [layer for layer in layers if layer.kind == "matmul"]
+    assert len(attention) == 6
+    table = build_quant_table(
+        model, layers, problem.run, problem.calibration_batches, QUANT
+    )
+    fitness = FitnessFactory("digits_vit", DIGITS_ARGS, layers, "f_cos")(table)
+    only_attention = [4 if layer in attention else None for layer in layers]
+    assert fitness(None)["error"] < 1e-12 and fitness(only_attention)["error"] > 0
+    off = FitnessFactory("digits_vit", DIGITS_ARGS, layers, "f_cos", "off")
+    with pytest.raises(UserError, match="table names layers the model lacks"):
+        off(table)
