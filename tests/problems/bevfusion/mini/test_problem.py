@@ -11,8 +11,11 @@ from evoquant.api import role_overlaps, sample_fingerprints
 from evoquant.config import AlphaConfig, QuantConfig, load_config
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.pipeline import build_model_and_layers
+from evoquant.quant.attention import discover_attention
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
+from problems.bevfusion.layer_map import thesis_layers
 from problems.bevfusion.mini.checkpoint import WEIGHTS
 from problems.registry import build_problem
 from problems.weights import log_path
@@ -180,3 +183,18 @@ def test_error_metrics_name_f_box_and_its_parts(problem):
         "e_center",
         "e_yaw_size",
     }
+
+
+@pytest.mark.slow
+def test_the_pipeline_keeps_the_thesis_genome_and_discovery_leaves_the_swin_alone():
+    """Explicit QuantMatMul layers keep their names; the head's MultiheadAttention,
+    which the thesis leaves FP32, is what discovery would add, and the problem says no."""
+    config = load_config(CONFIGS / "bevfusion_mini.yaml")
+    problem, model, layers = build_model_and_layers(config)
+    assert [(x.name, x.kind) for x in layers] == thesis_layers()
+    found = discover_attention(model, problem.run, problem.calibration_batches[0])
+    assert found == [
+        f"bbox_head.decoder.0.{attn}.{product}"
+        for attn in ("self_attn", "cross_attn")
+        for product in ("q_k_matmul", "attn_v_matmul")
+    ]
