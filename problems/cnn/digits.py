@@ -10,6 +10,7 @@ different weights on different CPUs, and every run must quantize the same networ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -148,30 +149,53 @@ def split_batches(
     return calibration, fitness, validation
 
 
-@register_problem("digits")
-def digits_problem(
-    batch_size: int = 64,
-    calibration_batches: int = 4,
-    fitness_batches: int = 4,
-    weights: str | None = None,
-    validation_batches: int | None = None,
-) -> Problem:
-    """Calibrate on the training split, score fitness and validation (top-1) on two
-    disjoint parts of the held-out split (``split_batches``; 141 validation samples
-    by default).
+def digits_factory(
+    name: str,
+    load: Callable[[str | Path], nn.Module],
+    shipped: Path,
+    command: str,
+    module: str,
+) -> Callable[..., Problem]:
+    """The problem factory of a network trained on the digits, registered as ``name``
+    and importable as ``module:name_problem`` (the registry's lazy path to it).
 
-    ``weights``: a safetensors file of ``DigitsNet`` weights (one that
-    ``python -m problems.cnn.train_digits --out FILE`` wrote); the shipped ones by default.
+    ``load(weights)`` builds the trained network from a weights file (``shipped``
+    by default, written by ``python -m command``); every network on the digits
+    shares the batches (``split_batches``) and the top-1 score.
     """
-    calibration, fitness, validation = split_batches(
-        batch_size, calibration_batches, fitness_batches, validation_batches
-    )
-    return Problem(
-        name="digits",
-        build_model=partial(load_digits_net, WEIGHTS if weights is None else weights),
-        calibration_batches=calibration,
-        fitness_batches=fitness,
-        run=run_classifier,
-        task_metric=top1_metric,
-        validation_batches=validation,
-    )
+
+    def factory(
+        batch_size: int = 64,
+        calibration_batches: int = 4,
+        fitness_batches: int = 4,
+        weights: str | None = None,
+        validation_batches: int | None = None,
+    ) -> Problem:
+        calibration, fitness, validation = split_batches(
+            batch_size, calibration_batches, fitness_batches, validation_batches
+        )
+        return Problem(
+            name=name,
+            build_model=partial(load, shipped if weights is None else weights),
+            calibration_batches=calibration,
+            fitness_batches=fitness,
+            run=run_classifier,
+            task_metric=top1_metric,
+            validation_batches=validation,
+        )
+
+    factory.__name__ = factory.__qualname__ = f"{name}_problem"
+    factory.__module__ = module
+    factory.__doc__ = f"""Calibrate on the training split, score fitness and validation
+    (top-1) on two disjoint parts of the held-out split (``split_batches``; 141
+    validation samples by default).
+
+    ``weights``: a safetensors file of the network's weights (one that
+    ``python -m {command} --out FILE`` wrote); the shipped ones by default.
+    """
+    return register_problem(name)(factory)
+
+
+digits_problem = digits_factory(
+    "digits", load_digits_net, WEIGHTS, "problems.cnn.train_digits", __name__
+)

@@ -12,17 +12,13 @@ accuracy in ``weights/digits_vit.json``) and are never retrained at run time.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fitness.classification import run_classifier, top1_metric
-from problems.base import Problem
-from problems.cnn.digits import split_batches
-from problems.registry import register_problem
+from problems.cnn.digits import digits_factory
 from problems.weights import load_trained
 
 WEIGHTS = Path(__file__).parent / "weights" / "digits_vit.safetensors"
@@ -118,31 +114,7 @@ def load_digits_vit(weights: str | Path = WEIGHTS) -> DigitsViT:
     )
 
 
-@register_problem("digits_vit")
-def digits_vit_problem(
-    batch_size: int = 64,
-    calibration_batches: int = 4,
-    fitness_batches: int = 4,
-    weights: str | None = None,
-    validation_batches: int | None = None,
-) -> Problem:
-    """The digits problem's batches and scores (``problems.cnn.digits.split_batches``:
-    calibration from the training split, fitness and validation from two disjoint
-    parts of the held-out split) on the vision transformer.
-
-    ``weights``: a safetensors file of ``DigitsViT`` weights (one that
-    ``python -m problems.vit.train_digits_vit --out FILE`` wrote); the shipped ones by
-    default.
-    """
-    calibration, fitness, validation = split_batches(
-        batch_size, calibration_batches, fitness_batches, validation_batches
-    )
-    return Problem(
-        name="digits_vit",
-        build_model=partial(load_digits_vit, WEIGHTS if weights is None else weights),
-        calibration_batches=calibration,
-        fitness_batches=fitness,
-        run=run_classifier,
-        task_metric=top1_metric,
-        validation_batches=validation,
-    )
+digits_vit_problem = digits_factory(
+    "digits_vit", load_digits_vit, WEIGHTS, "problems.vit.train_digits_vit", __name__
+)
+"""The digits problem's batches and top-1 (``problems.cnn.digits``) on the ViT."""

@@ -6,13 +6,10 @@ their attention products are genes, and the front has them below 16 bits.
 """
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 import yaml
-
-from evoquant.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +37,8 @@ PROBLEMS = {
 }
 
 
-def cli(*argv: str) -> int:
-    """``main(argv)``, then drop the console handler it adds to the root logger."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return main(list(argv))
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
-
-
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
-def test_the_front_searches_the_attention_genes(name, tmp_path, monkeypatch):
+def test_the_front_searches_the_attention_genes(name, cli, tmp_path, monkeypatch):
     problem, attention = PROBLEMS[name]
     monkeypatch.syspath_prepend(str(HERE))  # bert_problem, as a user's PYTHONPATH
     monkeypatch.chdir(tmp_path)
