@@ -1,7 +1,7 @@
 """Acceptance: ``evoquant search`` on transformers whose attention it finds by itself.
 
 A tiny search (8 x 2) of the built-in ViT and of a config-built Hugging Face
-BertModel plugged in as ``package.module:factory`` (``tests/evoquant/bert_problem.py``):
+BertModel plugged in as ``package.module:factory`` (``tests/evoquant/bert_sdpa_problem.py``):
 their attention products are genes, and the front has them below 16 bits.
 """
 
@@ -27,7 +27,7 @@ PROBLEMS = {
         ],
     ),
     "bert": (
-        {"name": "bert_problem:bert_problem"},
+        {"name": "bert_sdpa_problem:bert_problem"},
         [
             f"encoder.layer.{i}.attention.self.{p}"
             for i in range(2)
@@ -40,7 +40,7 @@ PROBLEMS = {
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 def test_the_front_searches_the_attention_genes(name, cli, tmp_path, monkeypatch):
     problem, attention = PROBLEMS[name]
-    monkeypatch.syspath_prepend(str(HERE))  # bert_problem, as a user's PYTHONPATH
+    monkeypatch.syspath_prepend(str(HERE))  # bert_sdpa_problem, as a user's PYTHONPATH
     monkeypatch.chdir(tmp_path)
     config = {
         "problem": problem,

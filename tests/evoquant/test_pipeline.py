@@ -102,7 +102,7 @@ def test_a_stale_table_is_rebuilt_for_a_new_run_and_refused_on_resume(tmp_path, 
 QUANT = {"bit_configs": [[4, 8], [8, 8], [16, 16]], "alpha": {"enabled": False}}
 VIT = {"name": "digits_vit", "args": {"batch_size": 16, "fitness_batches": 1}}
 VIT_ARGS = VIT["args"] | {"calibration_batches": 1, "validation_batches": 0}
-BERT = {"name": "bert_problem:bert_problem"}  # tests/evoquant/bert_problem.py
+BERT = {"name": "bert_sdpa_problem:bert_problem"}  # tests/evoquant/bert_sdpa_problem.py
 VIT_ATTENTION = [
     f"blocks.{i}.attn.{p}" for i in range(3) for p in ("q_k_matmul", "attn_v_matmul")
 ]

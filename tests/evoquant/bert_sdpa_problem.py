@@ -1,6 +1,6 @@
 """A Hugging Face BertModel from a small config, as a user's problem (no download).
 
-Named in configs as ``bert_problem:bert_problem`` (the tests put this folder on the
+Named in configs as ``bert_sdpa_problem:bert_problem`` (the tests put this folder on the
 path), the way docs/transformers.md plugs in a pretrained model: batches are dicts of
 the model's keyword arguments, ``run`` returns ``last_hidden_state`` (so the pooler
 is a dead layer), three disjoint random-token sets are the three roles.
