@@ -33,6 +33,12 @@ class QParams:
     ``scale``/``zero_point`` are 1-D (one entry per channel of ``axis``) or
     0-D (per tensor, ``axis`` None). ``fp16`` marks TensorRT's 16-bit
     precision, a cast rather than an integer grid.
+
+    What `fake_quantize` needs beyond that is derived here, once, where the
+    quantizer is built on its device, so that no call syncs a GPU to ask:
+    ``bounds`` (per tensor: the grid shifted by the zero-point, which turns
+    ``clamp(q + Z, qmin, qmax) - Z`` into one clamp) and ``fused_zero_point``
+    (the int32 zero-point torch's fused kernel reads, set where that kernel runs).
     """
 
     scale: Tensor
@@ -42,10 +48,33 @@ class QParams:
     axis: int | None
     fp16: bool = False
     symmetric: bool = field(init=False, repr=False, compare=False)
+    bounds: tuple[int, int] | None = field(init=False, repr=False, compare=False)
+    fused_zero_point: Tensor | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # decided once here so that fake_quantize never syncs a GPU to ask
-        object.__setattr__(self, "symmetric", not bool(self.zero_point.any()))
+        bounds = fused_zero_point = None
+        if self.scale.ndim == 0:
+            zero_point = int(self.zero_point.item())
+            symmetric = zero_point == 0
+            bounds = (self.qmin - zero_point, self.qmax - zero_point)
+            fused = self.scale.dtype == torch.float32 and not self.fp16
+            if fused and _fused_kernel_runs_on(self.scale.device):
+                fused_zero_point = self.zero_point.to(torch.int32)
+        else:
+            symmetric = not bool(self.zero_point.any())
+        object.__setattr__(self, "symmetric", symmetric)
+        object.__setattr__(self, "bounds", bounds)
+        object.__setattr__(self, "fused_zero_point", fused_zero_point)
+
+
+def _fused_kernel_runs_on(device: torch.device) -> bool:
+    """Where torch's one-pass ``fake_quantize_per_tensor_affine`` is the faster path.
+
+    Not on CPU: its CPU kernel is a scalar loop over ``std::nearbyint``, 7 to 17
+    times slower there than the four vectorised passes (docs/method.md, "Fake
+    quantization kernels"). On CUDA one launch replaces four.
+    """
+    return device.type == "cuda"
 
 
 def integer_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -102,15 +131,26 @@ def _broadcast(values: Tensor, axis: int | None, ndim: int) -> Tensor:
 def fake_quantize(x: Tensor, qp: QParams) -> Tensor:
     """Quantize and dequantize ``x`` with round-half-to-even, as ONNX QuantizeLinear does.
 
-    Every step after the division runs in place on one new tensor, and the clamp has
-    scalar bounds: a clamp with per-channel tensor bounds is several times slower on
-    CPU than adding and subtracting the zero-point around a scalar clamp.
+    Per tensor on CUDA this is torch's fused kernel (one pass; it multiplies by
+    ``1 / S`` where the formula divides, so it may round a value lying within an ulp
+    of a half-step the other way: docs/method.md gives the measured rate). Everywhere
+    else it is the formula itself in four passes, every one after the division in
+    place on one new tensor, with scalar clamp bounds where the zero-point is one
+    number: a clamp with per-channel tensor bounds is several times slower on CPU
+    than adding and subtracting the zero-point around a scalar clamp.
     """
     if qp.fp16:
         return x.to(torch.float16).to(x.dtype)
-    q = torch.div(x, _broadcast(qp.scale, qp.axis, x.ndim)).round_()
+    if qp.fused_zero_point is not None and x.dtype == torch.float32:
+        return torch.fake_quantize_per_tensor_affine(
+            x, qp.scale, qp.fused_zero_point, qp.qmin, qp.qmax
+        )
+    scale = _broadcast(qp.scale, qp.axis, x.ndim)
+    q = torch.div(x, scale).round_()
+    if qp.bounds is not None:
+        return q.clamp_(*qp.bounds).mul_(scale)
     if qp.symmetric:
-        return q.clamp_(qp.qmin, qp.qmax).mul_(_broadcast(qp.scale, qp.axis, x.ndim))
+        return q.clamp_(qp.qmin, qp.qmax).mul_(scale)
     zero_point = _broadcast(qp.zero_point, qp.axis, x.ndim)
     q.add_(zero_point).clamp_(qp.qmin, qp.qmax).sub_(zero_point)
-    return q.mul_(_broadcast(qp.scale, qp.axis, x.ndim))
+    return q.mul_(scale)
