@@ -14,13 +14,12 @@ import argparse
 import copy
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from hardware import hardware
+from timing import interleaved_medians
 
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.quant.layers import find_layers
@@ -39,6 +38,7 @@ PROBLEMS = {
 }
 """Bench name -> (problem, options); each runs one calibration and one fitness batch."""
 ONE_BATCH = {"calibration_batches": 1, "fitness_batches": 1}
+WARMUP = 3
 
 
 def measure(problem: Problem, repeats: int, seed: int) -> dict:
@@ -60,34 +60,31 @@ def measure(problem: Problem, repeats: int, seed: int) -> dict:
     quantized = QuantizedModel(model, table)
     batch = problem.fitness_batches[0]
     rng = np.random.default_rng(seed)
+    genomes = iter(  # drawn before timing, as many as the rounds
+        [
+            [int(b) for b in rng.choice(BITS, len(layers))]
+            for _ in range(WARMUP + repeats)
+        ]
+    )
 
-    def timed(net: torch.nn.Module, genome) -> tuple[float, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        if net is model:
-            quantized.apply(genome)
+    def forward(net: torch.nn.Module) -> None:
         with torch.no_grad():
             problem.run(net, batch)
-        return time.perf_counter() - wall, time.process_time() - cpu
 
-    def random_genome() -> list[int]:
-        return [int(b) for b in rng.choice(BITS, len(layers))]
+    def fp32() -> None:
+        quantized.apply(None)
+        forward(model)
 
-    samples: dict[str, list[tuple[float, float]]] = {
-        "fp32": [],
-        "genome": [],
-        "unwrapped": [],
-    }
-    for i in range(3 + repeats):  # 3 warm-up rounds
-        this_round = {
-            "fp32": timed(model, None),
-            "genome": timed(model, random_genome()),
-            "unwrapped": timed(unwrapped, None),
-        }
-        if i >= 3:
-            for name, sample in this_round.items():
-                samples[name].append(sample)
-    wall = {k: statistics.median(s[0] for s in v) for k, v in samples.items()}
-    cpu = {k: statistics.median(s[1] for s in v) for k, v in samples.items()}
+    def genome() -> None:
+        quantized.apply(next(genomes))
+        forward(model)
+
+    medians = interleaved_medians(
+        {"fp32": fp32, "genome": genome, "unwrapped": lambda: forward(unwrapped)},
+        repeats,
+        WARMUP,
+    )
+    wall, cpu = medians["wall"], medians["cpu"]
     return {
         "layers": len(layers),
         "repeats": repeats,
