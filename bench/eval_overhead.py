@@ -115,10 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {
-        "hardware": hardware(
-            torch_threads=args.threads,
-            cpu_capability=torch.backends.cpu.get_cpu_capability(),
-        ),
+        "hardware": hardware(torch_threads=args.threads),
         "models": {},
     }
     for name in args.models:

@@ -9,12 +9,14 @@ import torch
 
 
 def hardware(**extra: object) -> dict[str, object]:
-    """Machine, cores, torch build and the load average now, plus ``extra`` fields."""
+    """Machine, cores, torch build, the CPU kernels it picked (``ATEN_CPU_CAPABILITY``
+    may lower them) and the load average now, plus ``extra`` fields."""
     return {
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average": os.getloadavg(),
         **extra,
     }
