@@ -43,6 +43,7 @@ that trade model size against accuracy.
   evoquant calibrate CONFIG   calibrate, and compare uniform bit-widths with FP32
   evoquant search CONFIG      run the NSGA-II search into runs/CONFIG_NAME
   evoquant resume RUN_DIR     continue a run from its latest checkpoint
+  evoquant sensitivity CONFIG|RUN_DIR   each layer's error when it alone is requantized
   evoquant export RUN_DIR     write a front point as ONNX with Q/DQ (and TensorRT)
 
 Settings of the config file can be overridden with --cfg-options key=value.
@@ -243,6 +244,36 @@ def resume(args: argparse.Namespace) -> None:
     )
     print_finished(run_dir, plots)
     validate_finished(run_dir)
+
+
+def sensitivity(args: argparse.Namespace) -> None:
+    """Per-layer probes of a config (a new or its own run dir) or of a run dir."""
+    from evoquant.config import load_config
+    from evoquant.driver import run_sensitivity
+    from evoquant.report.sensitivity import table_lines
+    from evoquant.rundir import read_run_config
+
+    target = Path(args.target)
+    if target.is_dir():
+        if args.name or args.run_dir:
+            raise UserError(
+                f"{target} is a run directory: --name and --run-dir go with a config"
+            )
+        run_dir, config = target, read_run_config(target)
+        require_writable(run_dir, "sensitivity")
+    else:
+        config = load_config(target)
+        args.config = target
+        run_dir = run_dir_of(args)
+    config = apply_overrides(config, args, evaluator_flags(args))
+    model, table, plot = run_sensitivity(config, run_dir, args.base_bits)
+    for line in table_lines(model):
+        print(line)
+    error = model.objectives[1]
+    print(
+        f"error increase over the base genome (all at {model.base_bits} bits, {error} "
+        f"{model.base_error:.4g}, fitness batches); table {table}, heat map {plot}"
+    )
 
 
 def add_evaluator_flags(command: argparse.ArgumentParser) -> None:
@@ -546,6 +577,28 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--force", action="store_true", help="accept a changed config")
     add_search_loop_options(command)
     command.set_defaults(handler=resume)
+
+    command = add(
+        "sensitivity",
+        "measure each layer's error increase when it alone leaves the base width",
+    )
+    command.add_argument(
+        "target", help="a YAML config (its run dir is created or reused) or a run dir"
+    )
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
+        "--name", help="run directory name under runs/ (default: the config's name)"
+    )
+    where.add_argument("--run-dir", help="the run directory itself, anywhere")
+    command.add_argument(
+        "--base-bits",
+        type=int,
+        choices=[2, 4, 8, 16],
+        help="the base width (default: search.seeding.base_bits, 8)",
+    )
+    add_cfg_options(command)
+    add_evaluator_flags(command)
+    command.set_defaults(handler=sensitivity)
 
     command = add("status", "where a run stands")
     command.add_argument("run_dir", help="the run directory")

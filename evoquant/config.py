@@ -343,6 +343,65 @@ LAYERS_DIGEST_DEFAULTS = {"attention": "auto", "dead": "exclude"}
 they existed keep their run dirs."""
 
 
+class SeedingConfig(Section):
+    """Generation 0 seeded from per-layer sensitivity (docs/seeding.md).
+
+    Before generation 0 the search measures every probe (the base genome, all layers at
+    ``base_bits``, and each layer moved alone to each other width); ``share`` of
+    generation 0 is then the uniform configurations and genomes spread along the front
+    of the additive error model, the rest random.
+    """
+
+    enabled: bool = False
+    share: Number = 0.5
+    base_bits: Integer = 8
+
+    @field_validator("share")
+    @classmethod
+    def _check_share(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError(f"share must be in (0, 1], not {value:g}")
+        return value
+
+    @field_validator("base_bits")
+    @classmethod
+    def _check_base(cls, value: int) -> int:
+        if value not in BIT_WIDTHS:
+            raise ValueError(f"base_bits: {value} bits is not one of {BIT_WIDTHS}")
+        return value
+
+
+MAX_SCREENING_FACTOR = 1000
+
+
+class ScreeningConfig(Section):
+    """Surrogate-screened offspring (docs/seeding.md): ``factor`` times the offspring
+    are bred, a model fitted on the archive predicts their error, and only as many as
+    usual are evaluated: the most promising, plus an ``exploration`` share drawn at
+    random from the rest. Needs the sensitivity probes, measured first as for seeding.
+    """
+
+    enabled: bool = False
+    factor: Integer = 10
+    exploration: Number = 0.2
+
+    @field_validator("factor")
+    @classmethod
+    def _check_factor(cls, value: int) -> int:
+        if not 1 <= value <= MAX_SCREENING_FACTOR:
+            raise ValueError(
+                f"factor must be in 1..{MAX_SCREENING_FACTOR}, not {value}"
+            )
+        return value
+
+    @field_validator("exploration")
+    @classmethod
+    def _check_exploration(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"exploration must be in [0, 1], not {value:g}")
+        return value
+
+
 class SearchConfig(Section):
     """NSGA-II's settings.
 
@@ -372,6 +431,19 @@ class SearchConfig(Section):
     alphabet: list[Integer] = list(BIT_WIDTHS)
     objectives: list[str] = ["f_bits", "error"]
     offspring: Integer | Literal["workers"] | None = None
+    seeding: SeedingConfig = SeedingConfig()
+    screening: ScreeningConfig = ScreeningConfig()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
+        """Seeding and screening left at their defaults (off) are left out of a dump,
+        so runs made before they existed keep their digests."""
+        data = handler(self)
+        complete = (info.context or {}).get("complete", False)
+        for key in ("seeding", "screening"):
+            if not complete and getattr(self, key) == type(getattr(self, key))():
+                data.pop(key, None)
+        return data
 
     @field_validator("pop_size")
     @classmethod
@@ -618,6 +690,14 @@ class RunConfig(Section):
             raise ValueError(
                 f"target {self.target} derives activations from weights: use "
                 "search.policy thesis"
+            )
+        seeding = self.search.seeding
+        if (seeding.enabled or self.search.screening.enabled) and (
+            seeding.base_bits not in alphabet
+        ):
+            raise ValueError(
+                f"search.seeding.base_bits {seeding.base_bits} is not in search.alphabet "
+                f"{alphabet}: the sensitivity probes start from it"
             )
         cost = self.search.objectives[0]
         if cost == self.error:

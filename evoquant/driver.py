@@ -22,15 +22,18 @@ from evoquant.pipeline import Prepared, prepare
 from evoquant.problem import validate_args
 from evoquant.progress import SearchProgress
 from evoquant.report.run import RunReport
+from evoquant.report.sensitivity import write_sensitivity
 from evoquant.rundir import (
     ARCHIVE_FILE,
     LOG_FILE,
     PLOTS_DIR,
+    RUN_FILE,
     RunDir,
     RunRecord,
     make_directory,
 )
 from evoquant.search import Search, offspring_for, resolve_offspring, uniform_label
+from evoquant.sensitivity import Sensitivity
 from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
 
 
@@ -220,3 +223,50 @@ def run_search(
             finally:
                 search.close()
         return run_dir / PLOTS_DIR
+
+
+def run_sensitivity(
+    config: RunConfig, run_dir: Path, base_bits: int | None = None
+) -> tuple[Sensitivity, Path, Path]:
+    """Measure the per-layer probes into a run's archive; returns the model and the
+    paths of ``sensitivity.json`` and its heat map.
+
+    A run dir that holds this config's run is used as it is: the probes join its
+    archive (those already there are not evaluated again). Otherwise the run dir is
+    created as ``search`` creates it, and a later ``resume`` reuses the probes.
+    """
+    bits = config.search.seeding.base_bits if base_bits is None else base_bits
+    if bits not in config.search.alphabet:
+        raise UserError(
+            f"sensitivity base width {bits} bits is not in search.alphabet "
+            f"{sorted(config.search.alphabet)}"
+        )
+    run = RunDir(run_dir)
+    existing = (run / RUN_FILE).exists()
+    record = run.check_resume(config, False) if existing else None
+    if not existing:
+        run.check_new()
+    validate_args(config.problem.name, config.problem.args)
+    if config.evaluator.backend == "ray" and config.evaluator.ray_address:
+        check_address(config.evaluator.ray_address)
+    make_directory(run_dir, "run directory")
+    deterministic_cuda()
+    with log_to_run_dir(run_dir):
+        prepared = prepare(config, run_dir, rebuild_stale=not existing)
+        space = build_space(prepared, config)
+        with build_evaluator(config, prepared, space, run_dir) as backend:
+            if record is None:
+                record = start_record(run, config, space, None)
+            search = Search(
+                config,
+                space,
+                backend,
+                open_archive(run_dir, config, record),
+                run_dir,
+                record,
+            )
+            try:
+                model = search.measure_sensitivity(bits)
+            finally:
+                search.close()
+    return model, *write_sensitivity(run_dir, run_dir / PLOTS_DIR, model)

@@ -33,7 +33,10 @@ from evoquant.evaluate.protocol import GenomeEvaluator
 from evoquant.operators import UniformPlusRandomSampling
 from evoquant.registry import CROSSOVERS, MUTATIONS, UnknownName, lookup
 from evoquant.rundir import CHECKPOINT_DIR, RunRecord
+from evoquant.seeding import seed_rows
+from evoquant.sensitivity import Sensitivity, measure_sensitivity
 from evoquant.space import SearchSpace
+from evoquant.surrogate import ErrorSurrogate, screen
 
 WORST = 1e30
 """The objective value of a failed genome: worse than anything real, yet finite for pymoo."""
@@ -154,6 +157,7 @@ class Search:
         self.algorithm = build_algorithm(config, space)
         self.algorithm.setup(self.pymoo_problem, termination=NoTermination())
         self.counts = (0, 0)
+        self.sensitivity: Sensitivity | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -172,8 +176,15 @@ class Search:
         last = (
             self.config.search.generations if generations is None else generations
         ) - 1
+        search = self.config.search
+        if self.generation < last and (
+            search.seeding.enabled or search.screening.enabled
+        ):
+            self.sensitivity = self.measure_sensitivity()
+            if self.generation < 0 and search.seeding.enabled:
+                self._seed_generation_zero()
         while self.generation < last:
-            infills = self.algorithm.ask()
+            infills = self._ask()
             if infills is None or len(infills) == 0:
                 log.warning(
                     "generation %d: mating found no new genome, stopping",
@@ -199,9 +210,72 @@ class Search:
         """Close the archive (the run's, handed over by whoever opened it)."""
         self.archive.close()
 
-    def _objectives(self, X: np.ndarray, generation: int) -> np.ndarray:
-        """F for a batch of genomes: archived ones read back, the rest evaluated once each."""
-        genomes = [self.space.to_bits(x) for x in X]
+    def measure_sensitivity(self, base_bits: int | None = None) -> Sensitivity:
+        """The per-layer probes (``evoquant.sensitivity``), scored as generation 0's
+        genomes are: from the archive where they are there, else evaluated and archived."""
+        bits = self.config.search.seeding.base_bits if base_bits is None else base_bits
+        return measure_sensitivity(
+            self.space, bits, lambda genomes: self._metrics(genomes, 0), self.objectives
+        )
+
+    def _seed_generation_zero(self) -> None:
+        """Generation 0 starts with the uniform configurations and the additive front."""
+        seeding = self.config.search.seeding
+        rows = seed_rows(
+            self.sensitivity,
+            self.space.uniform_genomes(),
+            self.config.search.pop_size,
+            seeding.share,
+        )
+        self.algorithm.initialization.sampling = UniformPlusRandomSampling(rows)
+        log.info("generation 0: %d seeded genomes", len(rows))
+
+    def _ask(self):
+        """The next genomes to evaluate: pymoo's offspring, or with screening the most
+        promising of ``factor`` times as many (all drawn from the algorithm's generator)."""
+        screening = self.config.search.screening
+        algorithm = self.algorithm
+        if not algorithm.is_initialized or not screening.enabled:
+            return algorithm.ask()
+        wanted = algorithm.n_offsprings
+        algorithm.n_offsprings = wanted * screening.factor
+        try:
+            candidates = algorithm.ask()
+        finally:
+            algorithm.n_offsprings = wanted
+        if candidates is None or len(candidates) <= wanted:
+            return candidates
+        records = self._archived_so_far()
+        known = {tuple(record["genome"]) for record in records}
+        X = candidates.get("X")
+        new = [i for i, x in enumerate(X) if tuple(self.space.to_bits(x)) not in known]
+        if len(new) <= wanted:
+            return candidates[new] if new else candidates[:wanted]
+        ok = [record for record in records if record["status"] == "ok"]
+        levels = np.array([self.space.from_bits(record["genome"]) for record in ok])
+        F = np.array([self._objective_row(record["metrics"]) for record in ok])
+        surrogate = ErrorSurrogate(self.sensitivity).fit(levels, F[:, 1])
+        cost, _ = self.sensitivity.predict(X[new])
+        predicted = np.column_stack([cost, surrogate.predict(X[new])])
+        chosen = screen(
+            predicted, F, wanted, screening.exploration, algorithm.random_state
+        )
+        return candidates[np.asarray(new)[chosen]]
+
+    def _archived_so_far(self) -> list[dict[str, Any]]:
+        """Archive rows up to the last complete generation, sorted by genome: exactly
+        what an uninterrupted run saw, whatever a crash left of the next generation."""
+        rows = [
+            record
+            for record in self.archive.records()
+            if record["generation"] <= self.generation
+        ]
+        return sorted(rows, key=lambda record: record["genome"])
+
+    def _metrics(
+        self, genomes: list[list[int]], generation: int
+    ) -> dict[tuple[int, ...], dict[str, Any]]:
+        """Metrics of genomes: archived ones read back, the rest evaluated once each."""
         results = self.archive.get_many(genomes)
         missing = [
             list(g) for g in dict.fromkeys(map(tuple, genomes)) if g not in results
@@ -213,7 +287,14 @@ class Search:
         unanswered = [g for g in missing if tuple(g) not in results]
         if unanswered:
             raise RuntimeError(f"the evaluator returned no result for {unanswered[0]}")
-        self.counts = (len(missing), len(genomes) - len(missing))
+        evaluated, cached = self.counts
+        self.counts = (evaluated + len(missing), cached + len(genomes) - len(missing))
+        return results
+
+    def _objectives(self, X: np.ndarray, generation: int) -> np.ndarray:
+        """F for a batch of genomes, through the archive (``_metrics``)."""
+        genomes = [self.space.to_bits(x) for x in X]
+        results = self._metrics(genomes, generation)
         return np.array([self._objective_row(results[tuple(g)]) for g in genomes])
 
     def _checked(self, bits: list[int], metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -268,6 +349,7 @@ class Search:
         if self.on_generation is not None:
             self.on_generation(self.generation, genomes, F, self.counts)
         evaluated, cached = self.counts
+        self.counts = (0, 0)
         log.info(
             "generation %d: %d evaluated, %d from the archive, %d non-dominated in "
             "the population",

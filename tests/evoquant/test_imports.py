@@ -21,6 +21,7 @@ LAYERS = [
     ["evoquant.config"],
     ["evoquant.quant.*", "evoquant.space", "evoquant.archive", "evoquant.checkpoint",
      "evoquant.rundir", "evoquant.operators", "evoquant.problem"],
+    ["evoquant.sensitivity", "evoquant.seeding", "evoquant.surrogate"],
     ["evoquant.api", "evoquant.search", "evoquant.evaluate", "evoquant.evaluate.*",
      "evoquant.pipeline", "evoquant.progress"],
     ["evoquant.report", "evoquant.report.*", "evoquant.export", "evoquant.export.*",

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from evoquant.archive import Archive
@@ -19,6 +20,8 @@ from evoquant.errors import UserError
 from evoquant.progress import SearchProgress
 from evoquant.rundir import RunDir, read_run_config
 from evoquant.search import WORST, Search, offspring_for, resolve_offspring
+from evoquant.seeding import additive_front
+from evoquant.sensitivity import probe_levels
 from evoquant.space import SearchSpace
 
 WORKER = Path(__file__).with_name("search_worker.py")
@@ -456,3 +459,81 @@ def test_an_unset_offspring_keeps_the_digest_of_earlier_runs():
     config = make_config()
     assert config.digest() == "ba319206f30e6369"  # evoquant before the key existed
     assert make_config(offspring=16).digest() != config.digest()
+
+
+SEEDED = {
+    "seeding": {"enabled": True, "share": 0.75},
+    "screening": {"enabled": True, "factor": 4, "exploration": 0.25},
+}
+
+
+def archived_genomes(run_dir):
+    archive = Archive(run_dir / "archive.sqlite")
+    try:
+        return sorted((r["genome"], r["generation"]) for r in archive.records())
+    finally:
+        archive.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_generation", [0, 3])
+def test_seeded_and_screened_search_resumes_exactly(tmp_path, crash_generation):
+    """Interrupted inside generation g (after some of its results were archived),
+    resumed: the same populations and the same archive as an uninterrupted run."""
+    config = make_config(**SEEDED)
+    expected = straight_run(tmp_path / "straight", config)
+    space = SearchSpace.from_config(LAYERS, config)
+    recorder = Recorder()
+    run_dir = tmp_path / "crashed"
+    s = search(run_dir, config, recorder)
+    s.run(generations=crash_generation)
+    s.evaluator = CrashingEvaluator(space, after=5)
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    s.close()
+    resumed = search(run_dir, config, recorder, resume=True)
+    resumed.run()
+    resumed.close()
+    assert recorder.generations == expected
+    assert archived_genomes(run_dir) == archived_genomes(tmp_path / "straight")
+
+
+@pytest.mark.slow
+def test_seeding_reuses_probes_already_in_the_archive(tmp_path):
+    """Probes measured first (as ``evoquant sensitivity`` does) are not evaluated again
+    by a second measurement or by the seeded search that follows."""
+    config = make_config(**SEEDED)
+    space = SearchSpace.from_config(LAYERS, config)
+    first = SyntheticEvaluator(space)
+    s = search(tmp_path, config, evaluator=first)
+    model = s.measure_sensitivity()
+    s.close()
+    probes = {tuple(space.to_bits(row)) for row in probe_levels(space, 8)}
+    assert {tuple(g) for g in first.evaluated} == probes
+    again = SyntheticEvaluator(space)
+    s = search(tmp_path, config, evaluator=again, resume=True)
+    again_model = s.measure_sensitivity()
+    assert np.array_equal(again_model.error_increase, model.error_increase)
+    s.run(generations=2)
+    s.close()
+    assert again.evaluated and not probes & {tuple(g) for g in again.evaluated}
+
+
+@pytest.mark.slow
+def test_seeded_generation_zero_holds_the_uniform_genomes_and_the_additive_front(
+    tmp_path,
+):
+    config = make_config(**SEEDED)
+    space = SearchSpace.from_config(LAYERS, config)
+    s = search(tmp_path, config)
+    s.run(generations=1)
+    s.close()
+    archive = Archive(tmp_path / "archive.sqlite")
+    zero = archive.populations()[0]
+    archive.close()
+    model = s.sensitivity
+    front = {tuple(space.to_bits(r)) for r in additive_front(model)}
+    uniform = {tuple(space.to_bits(u)) for u in space.uniform_genomes()}
+    # a share of 0.75 of 16: the uniform genomes and 8 spread along the front
+    assert uniform <= {tuple(g) for g in zero}
+    assert len({tuple(g) for g in zero} & (front | uniform)) >= 12
