@@ -227,11 +227,15 @@ def search_until(
         config, space, evaluator, archive, run_dir, record, checkpoint=checkpoint
     )
     try:
-        while len(archive) < budget:
-            before = search.generation
+        # a converged search on a small space meets mostly archived genomes: stop it
+        # after STALL_GENERATIONS generations that evaluated nothing new
+        stalled = 0
+        while len(archive) < budget and stalled < STALL_GENERATIONS:
+            before, evaluated = search.generation, len(archive)
             search.run(generations=before + 2)
             if search.generation == before:
                 break
+            stalled = stalled + 1 if len(archive) == evaluated else 0
         return archive.records()
     finally:
         search.close()
@@ -254,6 +258,7 @@ def bounds_of(f_bits: np.ndarray, error: np.ndarray) -> dict:
 
 
 LOG_HV_REFERENCE = (1.1, 1.1)
+STALL_GENERATIONS = 20
 
 
 def log_hypervolume(f_bits: np.ndarray, error: np.ndarray, bounds: dict) -> float:
@@ -524,6 +529,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="write the JSON and plot")
     parser.add_argument("--full-seeds", type=int, nargs="*", default=[])
     parser.add_argument("--full-variants", nargs="*", default=list(FULL_BUDGETS))
+    parser.add_argument("--full-budget", type=int, help="one budget for every variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for problem in args.exhaustive:
@@ -533,7 +539,7 @@ def main() -> None:
     if args.report:
         write_report()
     if args.full_seeds:
-        budgets = {v: FULL_BUDGETS[v] for v in args.full_variants}
+        budgets = {v: args.full_budget or FULL_BUDGETS[v] for v in args.full_variants}
         full_runs(args.full_seeds, budgets)
 
 

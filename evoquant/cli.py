@@ -482,6 +482,15 @@ def add_search_loop_options(command: argparse.ArgumentParser) -> None:
     add_evaluator_flags(command)
 
 
+def add_run_dir_flags(command: argparse.ArgumentParser) -> None:
+    """Where a command given a config makes its run: ``--name`` under runs/ or ``--run-dir``."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
+        "--name", help="run directory name under runs/ (default: the config's name)"
+    )
+    where.add_argument("--run-dir", help="the run directory itself, anywhere")
+
+
 def add_cfg_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--cfg-options",
@@ -549,11 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = add("search", "run the NSGA-II mixed-precision search")
     command.add_argument("config", help="the run's YAML config file")
-    where = command.add_mutually_exclusive_group()
-    where.add_argument(
-        "--name", help="run directory name under runs/ (default: the config's name)"
-    )
-    where.add_argument("--run-dir", help="the run directory itself, anywhere")
+    add_run_dir_flags(command)
     command.add_argument("--seed", type=int, help="seed (default: the config's)")
     command.add_argument(
         "--generations", type=int, help="generations (default: the config's)"
@@ -585,11 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "target", help="a YAML config (its run dir is created or reused) or a run dir"
     )
-    where = command.add_mutually_exclusive_group()
-    where.add_argument(
-        "--name", help="run directory name under runs/ (default: the config's name)"
-    )
-    where.add_argument("--run-dir", help="the run directory itself, anywhere")
+    add_run_dir_flags(command)
     command.add_argument(
         "--base-bits",
         type=int,

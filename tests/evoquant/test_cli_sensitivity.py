@@ -1,7 +1,6 @@
 """``evoquant sensitivity`` on digits (one calibration and one fitness batch)."""
 
 import json
-import logging
 
 import pytest
 import yaml
@@ -22,21 +21,11 @@ CONFIG = {
 
 
 def cli(*argv: str) -> int:
-    """``main(argv)``, then drop the console handler it adds to the root logger."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return main(list(argv))
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
+    return main(list(argv))
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, restore_logging):
     path = tmp_path / "digits.yaml"
     path.write_text(yaml.safe_dump(CONFIG))
     return path
@@ -74,8 +63,9 @@ def test_a_base_width_outside_the_alphabet_is_one_line_and_writes_nothing(
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip().splitlines() == [
+    expected = (
         "evoquant: error: sensitivity base width 2 bits is not in search.alphabet "
         "[4, 8, 16]"
-    ]
+    )
+    assert err.strip().splitlines() == [expected]
     assert not run_dir.exists()
