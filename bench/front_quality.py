@@ -352,9 +352,9 @@ def table_runs(problem: str, seeds: list[int], variants: list[str]) -> dict:
                 f"{seconds:.0f} s",
                 flush=True,
             )
-            partial = CACHE / "partial" / f"{problem}_{variant}.json"
+            partial = CACHE / "partial" / f"{problem}_{variant}_s{seed}.json"
             partial.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(results[variant]))
+            partial.write_text(json.dumps(per_budget))
     return results
 
 
@@ -362,10 +362,10 @@ def table_summary(problem: str) -> dict:
     """(a)/(b) as the JSON reports it: the ground truth and every variant's runs."""
     exact = exact_front(problem)
     runs = {}
-    for variant in VARIANTS:
-        partial = CACHE / "partial" / f"{problem}_{variant}.json"
-        if partial.exists():
-            runs[variant] = json.loads(partial.read_text())
+    for variant in VARIANTS:  # one file per seed, so seeds can run in parallel
+        for path in sorted((CACHE / "partial").glob(f"{problem}_{variant}_s*.json")):
+            seed = path.stem.rpartition("_s")[2]
+            runs.setdefault(variant, {})[seed] = json.loads(path.read_text())
     return {
         "genomes": len(exact["table"]["f_bits"]),
         "exact_front_genomes": len(exact["front"]),
@@ -478,6 +478,43 @@ def target_met(summary: dict) -> dict:
     }
 
 
+FULL_CHECKPOINTS = (100, 250, 500, 1000, 2000, 5000)
+
+
+def full_summary() -> dict:
+    """(c): each finished real run's log-HV vs evaluations, against the union of all."""
+    from evoquant.archive import Archive
+
+    runs = {}
+    for run_dir in sorted((CACHE / "full_runs").glob("*_s*")):
+        archive = Archive(run_dir / "archive.sqlite", read_only=True)
+        rows = [r["metrics"] for r in archive.records() if r["status"] == "ok"]
+        archive.close()
+        runs[run_dir.name] = np.array([[m["f_bits"], m["error"]] for m in rows])
+    if not runs:
+        return {"measured": False}
+    union = np.vstack(list(runs.values()))
+    bounds = bounds_of(union[:, 0], union[:, 1])
+    front = front_mask(union[:, 0], union[:, 1])
+    reference = log_hypervolume(union[front, 0], union[front, 1], bounds)
+    curves = {
+        name: {
+            str(n): round(log_hypervolume(F[:n, 0], F[:n, 1], bounds) / reference, 5)
+            for n in FULL_CHECKPOINTS
+            if n <= len(F)
+        }
+        | {"evaluations": len(F)}
+        for name, F in runs.items()
+    }
+    return {
+        "measured": True,
+        "problem_args": CHEAP_BEVFUSION,
+        "pop_size": FULL_POP,
+        "log_hv_ratio_to_the_union_front": curves,
+        "union_evaluations": len(union),
+    }
+
+
 def write_report() -> None:
     summaries = {
         problem: table_summary(problem)
@@ -509,12 +546,33 @@ def write_report() -> None:
         },
         "hardware": hardware(),
         "problems": summaries,
+        "full_bevfusion_mini_108_genes": full_summary(),
     }
     (RESULTS / "front_quality.json").write_text(json.dumps(results, indent=1))
     plot_summary(summaries)
     print(
         json.dumps({p: s["target_90_percent_within_300"] for p, s in summaries.items()})
     )
+    print("\n".join(markdown_table(summaries)))
+
+
+def markdown_table(summaries: dict) -> list[str]:
+    """The README's table: median exact-front genomes found (and log-HV ratio) per budget."""
+    budgets = [str(b) for b in BUDGETS]
+    lines = [
+        "| problem (front size, seeds) | variant | " + " | ".join(budgets) + " |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
+    for problem, summary in summaries.items():
+        for variant, medians_ in summary["median"].items():
+            seeds = len(summary["runs"][variant])
+            cells = [
+                f"{medians_[b]['front_found']:g} ({medians_[b]['log_hv_ratio']:.3f})"
+                for b in budgets
+            ]
+            label = f"{problem} ({summary['exact_front_genomes']}, {seeds})"
+            lines.append(f"| {label} | {variant} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
