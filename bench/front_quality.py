@@ -400,14 +400,13 @@ def full_runs(seeds: list[int], budgets: dict) -> dict:
 
     problem = "bevfusion_full"
     archives = {}
-    prepared = space = None
     for seed in seeds:
         for variant, budget in budgets.items():
             config = variant_config(problem, variant, seed, FULL_POP)
             run_dir = CACHE / "full_runs" / f"{variant}_s{seed}"
-            if prepared is None:
-                prepared = prepare(config, CACHE / problem)
-                space = build_space(prepared, config)
+            # a fresh model per run: a fitness wraps (and quantizes) the model it gets
+            prepared = prepare(config, CACHE / problem)
+            space = build_space(prepared, config)
             start = time.perf_counter()
             with build_evaluator(config, prepared, space, run_dir) as evaluator:
                 rows = search_until(config, space, evaluator, run_dir, budget)
