@@ -364,8 +364,9 @@ def table_summary(problem: str) -> dict:
     runs = {}
     for variant in VARIANTS:  # one file per seed, so seeds can run in parallel
         for path in sorted((CACHE / "partial").glob(f"{problem}_{variant}_s*.json")):
-            seed = path.stem.rpartition("_s")[2]
-            runs.setdefault(variant, {})[seed] = json.loads(path.read_text())
+            seed = path.stem.removeprefix(f"{problem}_{variant}_s")
+            if seed.isdigit():  # not seeded_screened's files under seeded
+                runs.setdefault(variant, {})[seed] = json.loads(path.read_text())
     return {
         "genomes": len(exact["table"]["f_bits"]),
         "exact_front_genomes": len(exact["front"]),
