@@ -8,12 +8,24 @@ import torch
 from torch import Tensor
 
 
-def _samples(outputs: Tensor | Sequence[Tensor]) -> Tensor:
-    """One float64 row per sample, whatever the batches' output shapes."""
+def _batches(outputs: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """One float64 row per sample of each batch (batches may differ in sample shape:
+    token sequences of other lengths)."""
     batches = [outputs] if isinstance(outputs, Tensor) else outputs
-    return torch.cat(
-        [b.detach().reshape(b.shape[0], -1).to(torch.float64) for b in batches]
-    )
+    return [b.detach().reshape(b.shape[0], -1).to(torch.float64) for b in batches]
+
+
+def _cosines(ref: Tensor, out: Tensor) -> Tensor:
+    """Per-sample cosine; two zero vectors count as identical, zero against nonzero as
+    orthogonal."""
+    if ref.shape != out.shape:
+        raise ValueError(
+            f"output shapes differ: {tuple(ref.shape)} vs {tuple(out.shape)}"
+        )
+    ref_norm, out_norm = ref.norm(dim=1), out.norm(dim=1)
+    denominator = ref_norm * out_norm
+    cos = (ref * out).sum(dim=1) / torch.where(denominator == 0, 1.0, denominator)
+    return torch.where((ref_norm == 0) & (out_norm == 0), 1.0, cos)
 
 
 def f_cos(
@@ -22,17 +34,10 @@ def f_cos(
     """Mean over samples of ``1 - cos(reference, output)``, each sample flattened.
 
     Accumulates in float64 so that near-identical outputs do not round to 0 error.
-    Two zero vectors count as identical (cos 1), zero against nonzero as
-    orthogonal (cos 0).
+    Batches are compared pairwise, so each may have its own sample shape.
     """
-    ref, out = _samples(reference_outputs), _samples(outputs)
-    if ref.shape != out.shape:
-        raise ValueError(
-            f"output shapes differ: {tuple(ref.shape)} vs {tuple(out.shape)}"
-        )
-    ref_norm, out_norm = ref.norm(dim=1), out.norm(dim=1)
-    both_zero = (ref_norm == 0) & (out_norm == 0)
-    denominator = ref_norm * out_norm
-    cos = (ref * out).sum(dim=1) / torch.where(denominator == 0, 1.0, denominator)
-    cos = torch.where(both_zero, 1.0, cos)
+    refs, outs = _batches(reference_outputs), _batches(outputs)
+    if len(refs) != len(outs):
+        raise ValueError(f"{len(refs)} reference batches but {len(outs)} outputs")
+    cos = torch.cat([_cosines(r, o) for r, o in zip(refs, outs)])
     return float((1.0 - cos).mean())

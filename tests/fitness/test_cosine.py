@@ -49,3 +49,17 @@ def test_float64_accumulation_sees_tiny_differences():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="output shapes differ"):
         f_cos(torch.ones(2, 3), torch.ones(2, 4))
+
+
+def test_batches_of_other_sequence_lengths_are_compared_pairwise():
+    short, long = torch.randn(2, 5, 4), torch.randn(3, 9, 4)
+    assert f_cos([short, long], [short.clone(), long.clone()]) == pytest.approx(
+        0.0, abs=1e-12
+    )
+    # the long batch's samples turned opposite: 3 of 5 samples at 1 - cos = 2
+    assert f_cos([short, long], [short, -long]) == pytest.approx(6 / 5, rel=1e-12)
+
+
+def test_a_missing_batch_is_an_error():
+    with pytest.raises(ValueError, match="2 reference batches but 1 outputs"):
+        f_cos([torch.ones(1, 2), torch.ones(1, 2)], [torch.ones(1, 2)])
