@@ -13,70 +13,39 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from genome_timing import time_genomes
 from hardware import hardware
 from heldout import bert_problem
 
-from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.pipeline import prepare_model
 from evoquant.problem import Problem
-from evoquant.quant.layers import find_layers
-from evoquant.quant.model import QuantizedModel
-from evoquant.quant.table import build_quant_table
 from problems.registry import build_problem
 
 RESULTS = Path(__file__).parent / "results" / "attention_routing.json"
-BITS = (2, 4, 8, 16)
 
 
 def measure(problem: Problem, repeats: int, seed: int) -> dict:
     original = problem.build_model().eval()
     model = prepare_model(problem)
-    layers = find_layers(model)
-    quant = QuantConfig(alpha=AlphaConfig(enabled=False))
-    table = build_quant_table(
-        model, layers, problem.run, problem.calibration_batches[:1], quant
-    )
-    quantized = QuantizedModel(model, table)
+    layers, medians = time_genomes(problem, model, original, repeats, seed)
     batch = problem.fitness_batches[0]
-    rng = np.random.default_rng(seed)
-
-    def timed(target: torch.nn.Module, genome: list | None) -> float:
-        start = time.perf_counter()
-        if target is model:
-            quantized.apply(genome)
-        with torch.no_grad():
-            problem.run(target, batch)
-        return time.perf_counter() - start
-
-    def random_genome() -> list[int]:
-        return [int(b) for b in rng.choice(BITS, len(layers))]
-
-    for _ in range(3):  # warm-up
-        timed(original, None), timed(model, None), timed(model, random_genome())
-    times: dict[str, list[float]] = {"original": [], "routed_fp32": [], "genome": []}
-    for _ in range(repeats):
-        times["original"].append(timed(original, None))
-        times["routed_fp32"].append(timed(model, None))
-        times["genome"].append(timed(model, random_genome()))
-    quantized.apply(None)
     with torch.no_grad():
         expected = problem.run(original, batch)
         routed = problem.run(model, batch)
     scale = expected.abs().max().clamp(min=1)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    wall = medians["wall"]
     return {
         "layers": len(layers),
         "attention_layers": sum(layer.kind == "matmul" for layer in layers),
         "repeats": repeats,
-        **{f"{name}_ms_median": 1e3 * value for name, value in medians.items()},
-        "routed_fp32_over_original": medians["routed_fp32"] / medians["original"],
-        "genome_over_original": medians["genome"] / medians["original"],
+        "original_ms_median": 1e3 * wall["baseline"],
+        "routed_fp32_ms_median": 1e3 * wall["fp32"],
+        "genome_ms_median": 1e3 * wall["genome"],
+        "routed_fp32_over_original": wall["fp32"] / wall["baseline"],
+        "genome_over_original": wall["genome"] / wall["baseline"],
         "fp32_max_relative_difference": float((routed - expected).abs().max() / scale),
     }
 

@@ -16,20 +16,14 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
+from genome_timing import time_genomes
 from hardware import hardware
-from timing import interleaved_medians
 
-from evoquant.config import AlphaConfig, QuantConfig
-from evoquant.quant.layers import find_layers
-from evoquant.quant.model import QuantizedModel
-from evoquant.quant.table import build_quant_table
 from problems.base import Problem
 from problems.registry import build_problem
 
 RESULTS = Path(__file__).parent / "results" / "eval_overhead.json"
-BITS = (2, 4, 8, 16)
 TARGET_RATIO = 1.10
 PROBLEMS = {
     "resnet18_b8_224": ("torchvision", {"model": "resnet18", "batch_size": 8}),
@@ -38,7 +32,6 @@ PROBLEMS = {
 }
 """Bench name -> (problem, options); each runs one calibration and one fitness batch."""
 ONE_BATCH = {"calibration_batches": 1, "fitness_batches": 1}
-WARMUP = 3
 
 
 def measure(problem: Problem, repeats: int, seed: int) -> dict:
@@ -51,50 +44,18 @@ def measure(problem: Problem, repeats: int, seed: int) -> dict:
     under load, waiting for a core inflates wall time but not CPU time.
     """
     model = problem.build_model().eval()
-    unwrapped = copy.deepcopy(model)
-    layers = find_layers(model)
-    quant = QuantConfig(alpha=AlphaConfig(enabled=False))
-    table = build_quant_table(
-        model, layers, problem.run, problem.calibration_batches[:1], quant
-    )
-    quantized = QuantizedModel(model, table)
-    batch = problem.fitness_batches[0]
-    rng = np.random.default_rng(seed)
-    genomes = iter(  # drawn before timing, as many as the rounds
-        [
-            [int(b) for b in rng.choice(BITS, len(layers))]
-            for _ in range(WARMUP + repeats)
-        ]
-    )
-
-    def forward(net: torch.nn.Module) -> None:
-        with torch.no_grad():
-            problem.run(net, batch)
-
-    def fp32() -> None:
-        quantized.apply(None)
-        forward(model)
-
-    def genome() -> None:
-        quantized.apply(next(genomes))
-        forward(model)
-
-    medians = interleaved_medians(
-        {"fp32": fp32, "genome": genome, "unwrapped": lambda: forward(unwrapped)},
-        repeats,
-        WARMUP,
-    )
+    layers, medians = time_genomes(problem, model, copy.deepcopy(model), repeats, seed)
     wall, cpu = medians["wall"], medians["cpu"]
     return {
         "layers": len(layers),
         "repeats": repeats,
         "fp32_forward_ms_median": 1e3 * wall["fp32"],
         "apply_plus_forward_ms_median": 1e3 * wall["genome"],
-        "unwrapped_fp32_forward_ms_median": 1e3 * wall["unwrapped"],
+        "unwrapped_fp32_forward_ms_median": 1e3 * wall["baseline"],
         "ratio": wall["genome"] / wall["fp32"],
-        "ratio_vs_unwrapped": wall["genome"] / wall["unwrapped"],
+        "ratio_vs_unwrapped": wall["genome"] / wall["baseline"],
         "cpu_time_ratio": cpu["genome"] / cpu["fp32"],
-        "cpu_time_ratio_vs_unwrapped": cpu["genome"] / cpu["unwrapped"],
+        "cpu_time_ratio_vs_unwrapped": cpu["genome"] / cpu["baseline"],
         "load_average_after": os.getloadavg(),
         "target_ratio": TARGET_RATIO,
     }
