@@ -3,7 +3,8 @@
 For each model: build the QuantTable once (alpha off: it does not change the
 evaluation cost), then alternate, in one process, an FP32 forward (``apply(None)``)
 and ``apply(random genome) + forward`` (and an unwrapped copy of the model), and
-compare medians. Writes ``bench/results/eval_overhead.json`` (``--output`` for
+compare medians. Where the problem can be compiled (``evaluator.compile``), a third
+copy runs both in the compiled mode, interleaved with the others. Writes ``bench/results/eval_overhead.json`` (``--output`` for
 another file, e.g. a run under ``ATEN_CPU_CAPABILITY=avx2``; the capability torch
 used is recorded).
 """
@@ -44,9 +45,12 @@ def measure(problem: Problem, repeats: int, seed: int) -> dict:
     under load, waiting for a core inflates wall time but not CPU time.
     """
     model = problem.build_model().eval()
-    layers, medians = time_genomes(problem, model, copy.deepcopy(model), repeats, seed)
+    compiled = copy.deepcopy(model) if problem.compilable else None
+    layers, medians = time_genomes(
+        problem, model, copy.deepcopy(model), repeats, seed, compiled
+    )
     wall, cpu = medians["wall"], medians["cpu"]
-    return {
+    return compiled_ratios(medians) | {
         "layers": len(layers),
         "repeats": repeats,
         "fp32_forward_ms_median": 1e3 * wall["fp32"],
@@ -58,6 +62,21 @@ def measure(problem: Problem, repeats: int, seed: int) -> dict:
         "cpu_time_ratio_vs_unwrapped": cpu["genome"] / cpu["baseline"],
         "load_average_after": os.getloadavg(),
         "target_ratio": TARGET_RATIO,
+    }
+
+
+def compiled_ratios(medians: dict) -> dict:
+    """The compiled mode against the eager FP32 forward and its own compiled FP32 one."""
+    if medians["compile_seconds"] is None:
+        return {"compiled": "not compilable (Problem.compilable is False)"}
+    wall = medians["wall"]
+    return {
+        "compile_seconds": medians["compile_seconds"],
+        "compiled_fp32_forward_ms_median": 1e3 * wall["compiled_fp32"],
+        "compiled_apply_plus_forward_ms_median": 1e3 * wall["compiled_genome"],
+        "compiled_ratio": wall["compiled_genome"] / wall["fp32"],
+        "compiled_ratio_vs_compiled_fp32": wall["compiled_genome"]
+        / wall["compiled_fp32"],
     }
 
 

@@ -6,6 +6,9 @@ routing (``attention_routing``): both time the same three forwards, interleaved.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 import torch
 from timing import interleaved_medians
@@ -26,12 +29,15 @@ def time_genomes(
     baseline: torch.nn.Module,
     repeats: int,
     seed: int,
-) -> tuple[list[Layer], dict[str, dict[str, float]]]:
+    compiled: torch.nn.Module | None = None,
+) -> tuple[list[Layer], dict[str, Any]]:
     """Wrap ``model`` (table from one calibration batch, alpha off: it does not change
     the cost) and return its layers and the median wall
     and CPU seconds of ``fp32`` (``apply(None)`` + forward), ``genome`` (``apply``
     of a random genome, drawn before timing, + forward) and ``baseline`` (forward of
-    the other model)."""
+    the other model). A ``compiled`` copy of the model is wrapped in the compiled mode
+    and adds ``compiled_fp32`` and ``compiled_genome`` (the same genomes); its compile
+    time (``compile_seconds``, first FP32 and first genome forward) is not timed."""
     layers = find_layers(model)
     table = build_quant_table(
         model,
@@ -40,32 +46,42 @@ def time_genomes(
         problem.calibration_batches[:1],
         QuantConfig(alpha=AlphaConfig(enabled=False)),
     )
-    quantized = QuantizedModel(model, table)
     batch = problem.fitness_batches[0]
     rng = np.random.default_rng(seed)
-    genomes = iter(
-        [
-            [int(b) for b in rng.choice(BITS, len(layers))]
-            for _ in range(WARMUP + repeats)
-        ]
-    )
+    genomes = [
+        [int(b) for b in rng.choice(BITS, len(layers))] for _ in range(WARMUP + repeats)
+    ]
 
     def forward(net: torch.nn.Module) -> None:
         with torch.no_grad():
             problem.run(net, batch)
 
-    def fp32() -> None:
-        quantized.apply(None)
-        forward(model)
+    def variants(quantized: QuantizedModel, prefix: str) -> dict:
+        drawn = iter(genomes)
 
-    def genome() -> None:
-        quantized.apply(next(genomes))
-        forward(model)
+        def fp32() -> None:
+            quantized.apply(None)
+            forward(quantized.runnable)
 
-    medians = interleaved_medians(
-        {"fp32": fp32, "genome": genome, "baseline": lambda: forward(baseline)},
-        repeats,
-        WARMUP,
-    )
-    quantized.remove()
+        def genome() -> None:
+            quantized.apply(next(drawn))
+            forward(quantized.runnable)
+
+        return {f"{prefix}fp32": fp32, f"{prefix}genome": genome}
+
+    wrapped = [QuantizedModel(model, table)]
+    timed = variants(wrapped[0], "") | {"baseline": lambda: forward(baseline)}
+    compile_seconds = None
+    if compiled is not None:
+        wrapped.append(QuantizedModel(compiled, table, compiled=True))
+        start = time.perf_counter()
+        for genome in (None, genomes[0]):  # FP32 and quantized weights: two graphs
+            wrapped[1].apply(genome)
+            forward(wrapped[1].runnable)
+        compile_seconds = time.perf_counter() - start
+        timed |= variants(wrapped[1], "compiled_")
+    medians = interleaved_medians(timed, repeats, WARMUP)
+    medians["compile_seconds"] = compile_seconds
+    for quantized in wrapped:
+        quantized.remove()
     return layers, medians

@@ -531,7 +531,9 @@ class EvaluatorConfig(Section):
     or every GPU when the model runs on CUDA; ``gpus_per_worker`` defaults to 1 then and
     to 0 otherwise. ``ray_address`` absent starts a private local Ray instance; ``auto``
     joins the cluster started with ``ray start --head``. A genome whose evaluation
-    raises is tried ``retries`` more times before it is recorded as failed.
+    raises is tried ``retries`` more times before it is recorded as failed. ``compile``
+    runs each worker's model through ``torch.compile`` (a few seconds per worker, then
+    fused quantize-dequantize kernels; docs/method.md, "Compiled evaluation").
 
     Bounds: ``workers`` 1 to ``MAX_WORKERS`` (10000), ``threads_per_worker`` 1 to
     ``MAX_THREADS_PER_WORKER`` (1024), ``retries`` 0 to ``MAX_RETRIES`` (100);
@@ -546,6 +548,7 @@ class EvaluatorConfig(Section):
     threads_per_worker: Integer = 1
     retries: Integer = 2
     ray_dashboard: bool = False
+    compile: bool = False
 
     @field_validator("workers")
     @classmethod

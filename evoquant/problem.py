@@ -74,6 +74,9 @@ class Problem:
     ``discover_attention`` False keeps the genome to the model's own modules: attention products it computes
     without a ``QuantMatMul`` stay FP32 whatever ``layers.attention`` says (a genome
     pinned to a published layer list, as the thesis's BEVFusion).
+    ``compilable`` False says ``torch.compile`` cannot run the problem's model: its
+    ``run`` goes through another method than the forward (mmengine's ``test_step``),
+    or the forward does what dynamo cannot trace; ``evaluator.compile`` is refused.
 
     The batches play three roles, which must not share samples: ``calibration_batches``
     set the quantizers' ranges, ``fitness_batches`` give the error the search minimises,
@@ -102,6 +105,7 @@ class Problem:
         default_factory=lambda: dict(BATCH_AXIS)
     )
     discover_attention: bool = True
+    compilable: bool = True
 
     def __post_init__(self) -> None:
         for (first, second), shared in role_overlaps(self).items():

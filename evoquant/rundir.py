@@ -93,6 +93,8 @@ def scoring_digest(config: RunConfig) -> str:
         if layers[k] != default
     }
     scoring["threads_per_worker"] = settings["evaluator"]["threads_per_worker"]
+    if settings["evaluator"]["compile"]:  # compiled kernels round differently
+        scoring["compile"] = True
     text = json.dumps(scoring, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -9,11 +9,26 @@ from torch import nn
 
 from evoquant.errors import UserError
 from evoquant.problem import Problem
+from evoquant.quant.attention import DISCOVERED
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import Gene, QuantizedModel
 from evoquant.quant.table import QuantTable
 from fitness.bits import bit_metrics
 from fitness.cosine import f_cos
+
+
+def check_compilable(problem: Problem, model: nn.Module) -> None:
+    """``evaluator.compile`` needs a model dynamo can trace as the problem runs it."""
+    if not problem.compilable:
+        raise UserError(
+            f"evaluator.compile: problem {problem.name} runs its model in a way "
+            "torch.compile cannot trace; set evaluator.compile: false"
+        )
+    if getattr(model, DISCOVERED, ()):
+        raise UserError(
+            "evaluator.compile: torch.compile cannot trace the routing of the attention "
+            "products made layers; set evaluator.compile: false or layers.attention: off"
+        )
 
 
 class GenomeFitness:
@@ -23,7 +38,9 @@ class GenomeFitness:
     the problem's error metrics, ``error`` (the one named by ``error``, the run's
     error objective) and whatever the problem's task metric reports. ``batches``
     are the problem's fitness batches unless given (``evoquant validate`` scores the
-    validation batches through this same code).
+    validation batches through this same code). ``compiled`` runs the model through
+    ``torch.compile`` (``evaluator.compile``); the references are made the same way,
+    so the all-FP32 genome scores zero error either way.
     """
 
     def __init__(
@@ -34,17 +51,20 @@ class GenomeFitness:
         layers: Sequence[Layer],
         error: str = "f_cos",
         batches: Sequence | None = None,
+        compiled: bool = False,
     ):
         self.problem = problem
         self.layers = list(layers)
         self.error = error
         self.batches = problem.fitness_batches if batches is None else batches
-        with torch.no_grad():
-            self.reference = [problem.run(model, batch) for batch in self.batches]
+        if compiled:
+            check_compilable(problem, model)
+        self.quantized = QuantizedModel(model, table, compiled)
+        self.reference, _ = self.outputs(None)
         available = self.error_metrics(self.reference)
         if error not in available:
+            self.quantized.remove()
             raise UserError(f"error metric {error!r} is not one of {sorted(available)}")
-        self.quantized = QuantizedModel(model, table)
 
     def error_metrics(self, outputs: Sequence) -> dict[str, float]:
         """Every error of ``outputs`` against the FP32 reference."""
@@ -60,7 +80,8 @@ class GenomeFitness:
         configs = self.quantized.apply(genome)
         with torch.no_grad():
             outputs = [
-                self.problem.run(self.quantized.model, batch) for batch in self.batches
+                self.problem.run(self.quantized.runnable, batch)
+                for batch in self.batches
             ]
         return outputs, configs
 

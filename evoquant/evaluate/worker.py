@@ -47,11 +47,14 @@ class FitnessFactory:
     layers: Sequence[Layer]
     error: str
     attention: str = "auto"
+    compiled: bool = False
 
     def __call__(self, table: QuantTable) -> GenomeFitness:
         problem = build_problem(self.problem, self.args)
         model = prepare_model(problem, self.attention)
-        return GenomeFitness(problem, model, table, self.layers, self.error)
+        return GenomeFitness(
+            problem, model, table, self.layers, self.error, compiled=self.compiled
+        )
 
 
 @dataclass(frozen=True)

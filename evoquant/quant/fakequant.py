@@ -120,7 +120,8 @@ def compute_qparams(
     )
 
 
-def _broadcast(values: Tensor, axis: int | None, ndim: int) -> Tensor:
+def broadcast(values: Tensor, axis: int | None, ndim: int) -> Tensor:
+    """Per-channel ``values`` shaped to broadcast along ``axis`` of an ``ndim`` tensor."""
     if axis is None or values.ndim == 0:
         return values
     shape = [1] * ndim
@@ -145,12 +146,12 @@ def fake_quantize(x: Tensor, qp: QParams) -> Tensor:
         return torch.fake_quantize_per_tensor_affine(
             x, qp.scale, qp.fused_zero_point, qp.qmin, qp.qmax
         )
-    scale = _broadcast(qp.scale, qp.axis, x.ndim)
+    scale = broadcast(qp.scale, qp.axis, x.ndim)
     q = torch.div(x, scale).round_()
     if qp.bounds is not None:
         return q.clamp_(*qp.bounds).mul_(scale)
     if qp.symmetric:
         return q.clamp_(qp.qmin, qp.qmax).mul_(scale)
-    zero_point = _broadcast(qp.zero_point, qp.axis, x.ndim)
+    zero_point = broadcast(qp.zero_point, qp.axis, x.ndim)
     q.add_(zero_point).clamp_(qp.qmin, qp.qmax).sub_(zero_point)
     return q.mul_(scale)

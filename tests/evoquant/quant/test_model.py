@@ -122,3 +122,33 @@ def test_every_quantizer_lives_on_the_models_device(tiny_model, tiny_batches, ta
     quantized.apply([2, 8, 4, 16, 8])
     with torch.no_grad():
         assert quantized(tiny_batches[0].cuda()).is_cuda
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.slow
+def test_the_compiled_mode_matches_eager_and_compiles_once(
+    tiny_model, tiny_batches, table
+):
+    eager = QuantizedModel(copy.deepcopy(tiny_model), table)
+    compiled = QuantizedModel(tiny_model, table, compiled=True)
+    batch = tiny_batches[0]
+    before = _compiled_graphs()
+    genomes = [None, [2, 8, 4, 16, 8], [8, 2, 16, 4, 2], [4] * 5, [16] * 5, None]
+    with torch.no_grad():
+        for genome in genomes:
+            eager.apply(genome)
+            compiled.apply(genome)
+            expected, got = eager(batch), compiled(batch)
+            # fused kernels round differently in the last bit, which can move an
+            # activation across a half-step: one quantization step at a few elements
+            relative = (got - expected).norm() / expected.norm()
+            assert relative < (1e-6 if genome is None else 1e-3), (genome, relative)
+    # FP32 weights require grad, quantized ones do not: two graphs, then none
+    assert _compiled_graphs() - before <= 2
+    compiled.remove()
+    assert compiled.runnable is not tiny_model
