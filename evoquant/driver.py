@@ -155,6 +155,23 @@ def open_run(
     return record, checkpoint, open_archive(run_dir, config, record)
 
 
+def track_progress(search: Search, generations: int, enabled: bool) -> SearchProgress:
+    """The live count of ``search``'s evaluations up to ``generations``: it starts at
+    what the run's archive holds and expects the probes still to measure, so a resumed
+    run counts as far as an uninterrupted one. The caller reports each finished
+    generation (``SearchProgress.generation_done``)."""
+    options = search.config.search
+    progress = SearchProgress(
+        max(options.pop_size, offspring_for(options, 1)),
+        max(generations - 1 - search.generation, 0),
+        evaluated_before=len(search.archive),
+        enabled=enabled,
+    )
+    progress.expect(search.pending_probes(generations))
+    search.evaluator = progress.wrap(search.evaluator)
+    return progress
+
+
 def run_search(
     config: RunConfig,
     run_dir: Path,
@@ -189,19 +206,10 @@ def run_search(
         space = build_space(prepared, config)
         backend = build_evaluator(config, prepared, space, run_dir)
         total_generations = generations or config.search.generations
-        done = 0 if checkpoint is None else checkpoint.generation + 1
         # the back-end is up (Ray workers ready) before Search writes the run dir
         with ExitStack() as stack:
             stack.enter_context(backend)
             config = resolve_offspring(config, worker_count(backend))
-            progress = stack.enter_context(
-                SearchProgress(
-                    max(config.search.pop_size, offspring_for(config.search, 1)),
-                    max(total_generations - done, 0),
-                    0 if checkpoint is None else checkpoint.n_eval,
-                    enabled=show_progress and sys.stderr.isatty(),
-                )
-            )
             record = start_record(run, config, space, record)
             archive = open_archive(run_dir, config, record)
             report = RunReport(run_dir, archive, record)
@@ -210,17 +218,22 @@ def run_search(
 
             def on_generation(generation, genomes, objectives, counts):
                 report.generation(generation, genomes)
-                progress.generation_done(generation, *counts)
+                progress.generation_done(generation, counts[1])
 
             search = Search(
                 config,
                 space,
-                progress.wrap(backend),
+                backend,
                 archive,
                 run_dir,
                 record,
                 checkpoint=checkpoint,
                 on_generation=on_generation,
+            )
+            progress = stack.enter_context(
+                track_progress(
+                    search, total_generations, show_progress and sys.stderr.isatty()
+                )
             )
             try:
                 search.run(generations)

@@ -1,4 +1,4 @@
-"""Live progress of a search: generation, genomes asked, evaluations vs archive hits, ETA."""
+"""Live progress of a search: the run's evaluations, this process's, archive hits, ETA."""
 
 from __future__ import annotations
 
@@ -17,30 +17,34 @@ from evoquant.evaluate.protocol import GenomeEvaluator
 
 
 class SearchProgress:
-    """Counts the genomes the search asks for, each evaluated or served from the archive.
+    """Counts the run's evaluations, those of this process and the archive's answers.
 
-    Evaluations count as their results arrive (through ``wrap``), archive hits when a
-    generation closes. ``pop_size x generations`` is only an upper bound on what is
-    asked (mating may find fewer new genomes) and far above what is evaluated (repeats
-    come from the archive), so the total reads ``<=`` and each finished generation
-    trims it to what was really asked.
+    The bar counts evaluations, the costly part: those the archive held when this
+    process started (a resumed run's), then each result as it arrives (through
+    ``wrap``). Archive hits are shown beside it and never move it, so its speed, and
+    the ETA read from it, is that of real evaluations. ``pop_size x generations`` is
+    only an upper bound on what is still to evaluate (mating may find fewer new
+    genomes, the archive answers repeats), so the total reads ``<=`` and each finished
+    generation trims it to what was evaluated plus the bound for what is left.
     """
 
     def __init__(
         self,
         per_generation: int,
         generations_left: int,
-        asked: int = 0,
+        evaluated_before: int = 0,
         enabled: bool = True,
     ):
         self.per_generation = per_generation
-        self.total = asked + per_generation * generations_left
+        self.generations_left = generations_left
+        self.evaluated_before = evaluated_before
+        self.total = evaluated_before + per_generation * generations_left
         self.cache_hits = 0
         self.evaluated = 0
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:.0f}/<={task.total:.0f} genomes"),
+            TextColumn("{task.completed:.0f}/<={task.total:.0f} evaluations"),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -48,7 +52,7 @@ class SearchProgress:
             disable=not enabled,
         )
         self.task = self.bar.add_task(
-            "generation -", total=self.total, completed=asked, detail=""
+            "generation -", total=self.total, completed=evaluated_before, detail=""
         )
 
     def wrap(self, evaluator: GenomeEvaluator) -> GenomeEvaluator:
@@ -64,22 +68,30 @@ class SearchProgress:
 
         return Counting()
 
-    def generation_done(self, generation: int, evaluated: int, cached: int) -> None:
-        """``evaluated + cached`` genomes were asked for in ``generation``."""
+    def expect(self, evaluations: int) -> None:
+        """``evaluations`` more are coming outside the generations (sensitivity probes)."""
+        self._set_total(self.total + evaluations)
+
+    def generation_done(self, generation: int, cached: int) -> None:
+        """``generation`` is complete, ``cached`` of its genomes came from the archive."""
         self.cache_hits += cached
-        self.total -= self.per_generation - (evaluated + cached)
-        self.bar.update(
-            self.task,
-            advance=cached,
-            total=self.total,
-            description=f"generation {generation + 1}",
+        self.generations_left = max(self.generations_left - 1, 0)
+        self._set_total(
+            self.evaluated_before
+            + self.evaluated
+            + self.per_generation * self.generations_left
         )
+        self.bar.update(self.task, description=f"generation {generation + 1}")
         self._describe()
+
+    def _set_total(self, total: int) -> None:
+        self.total = total
+        self.bar.update(self.task, total=total)
 
     def _describe(self) -> None:
         self.bar.update(
             self.task,
-            detail=f"{self.evaluated} evaluated, {self.cache_hits} from the archive",
+            detail=f"{self.evaluated} new, {self.cache_hits} from the archive",
         )
 
     def __enter__(self) -> Self:

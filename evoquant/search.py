@@ -34,7 +34,7 @@ from evoquant.operators import UniformPlusRandomSampling
 from evoquant.registry import CROSSOVERS, MUTATIONS, UnknownName, lookup
 from evoquant.rundir import CHECKPOINT_DIR, RunRecord
 from evoquant.seeding import seed_rows
-from evoquant.sensitivity import Sensitivity, measure_sensitivity
+from evoquant.sensitivity import Sensitivity, measure_sensitivity, probe_genomes
 from evoquant.space import SearchSpace
 from evoquant.surrogate import ErrorSurrogate, screen
 
@@ -124,7 +124,8 @@ class Search:
     run continues. The caller (``evoquant.driver``) creates or resumes the run record.
     Generation 0 is the initial population; ``on_generation(gen, genomes, F, counts)``
     is called after each generation's checkpoint is on disk, ``counts`` being the
-    genomes evaluated and those served from the archive in that generation.
+    genomes evaluated and those served from the archive in that generation (the
+    sensitivity probes are no generation's genomes: they are logged on their own).
     """
 
     def __init__(
@@ -173,15 +174,10 @@ class Search:
         100 x 50 is 5,000 evaluations, as in the thesis. Returns the final population:
         genomes as bit lists and their objectives.
         """
-        last = (
-            self.config.search.generations if generations is None else generations
-        ) - 1
-        search = self.config.search
-        if self.generation < last and (
-            search.seeding.enabled or search.screening.enabled
-        ):
+        last = self._last(generations)
+        if self._needs_sensitivity(last):
             self.sensitivity = self.measure_sensitivity()
-            if self.generation < 0 and search.seeding.enabled:
+            if self.generation < 0 and self.config.search.seeding.enabled:
                 self._seed_generation_zero()
         while self.generation < last:
             infills = self._ask()
@@ -199,6 +195,26 @@ class Search:
             self._finish_generation()
         return self.population()
 
+    def _last(self, generations: int | None) -> int:
+        """The last generation ``run(generations)`` completes."""
+        return (
+            self.config.search.generations if generations is None else generations
+        ) - 1
+
+    def _needs_sensitivity(self, last: int) -> bool:
+        search = self.config.search
+        return self.generation < last and (
+            search.seeding.enabled or search.screening.enabled
+        )
+
+    def pending_probes(self, generations: int | None = None) -> int:
+        """How many sensitivity probes ``run(generations)`` will evaluate: those it
+        needs that the archive lacks (a progress display counts them in advance)."""
+        if not self._needs_sensitivity(self._last(generations)):
+            return 0
+        probes = probe_genomes(self.space, self.config.search.seeding.base_bits)
+        return len(probes) - len(self.archive.get_many(probes))
+
     def population(self) -> tuple[list[list[int]], np.ndarray]:
         """The current population (bit lists) and its objectives, in pymoo's order."""
         pop = self.algorithm.pop
@@ -214,9 +230,18 @@ class Search:
         """The per-layer probes (``evoquant.sensitivity``), scored as generation 0's
         genomes are: from the archive where they are there, else evaluated and archived."""
         bits = self.config.search.seeding.base_bits if base_bits is None else base_bits
-        return measure_sensitivity(
+        generation_counts, self.counts = self.counts, (0, 0)
+        model = measure_sensitivity(
             self.space, bits, lambda genomes: self._metrics(genomes, 0), self.objectives
         )
+        (evaluated, cached), self.counts = self.counts, generation_counts
+        log.info(
+            "sensitivity: %d probes, %d evaluated, %d from the archive",
+            evaluated + cached,
+            evaluated,
+            cached,
+        )
+        return model
 
     def _seed_generation_zero(self) -> None:
         """Generation 0 starts with the uniform configurations and the additive front."""

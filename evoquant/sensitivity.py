@@ -56,6 +56,11 @@ def probe_levels(space: SearchSpace, base_bits: int) -> np.ndarray:
     return np.array(rows, dtype=int)
 
 
+def probe_genomes(space: SearchSpace, base_bits: int) -> list[list[int]]:
+    """The probes as bit lists, in ``probe_levels``'s order."""
+    return [space.to_bits(row) for row in probe_levels(space, base_bits)]
+
+
 def _value(metrics: Mapping[str, Any], name: str) -> float:
     """An objective of a probe; a failed probe's error is infinitely bad."""
     if FAILED in metrics:
@@ -127,7 +132,7 @@ def measure_sensitivity(
     """Score every probe with ``metrics_of`` (archive first, then the evaluator) and
     return the additive model. A failed base genome leaves nothing to compare with."""
     levels = probe_levels(space, base_bits)
-    probes = [space.to_bits(row) for row in levels]
+    probes = probe_genomes(space, base_bits)
     results = metrics_of(probes)
     cost_name, error_name = objectives
     base_metrics = results[tuple(probes[0])]

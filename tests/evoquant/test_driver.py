@@ -7,6 +7,7 @@ run in test_cli_*.py.
 
 import json
 import logging
+import runpy
 import sys
 from pathlib import Path
 
@@ -15,11 +16,21 @@ import pytest
 from evoquant.archive import Archive
 from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.config import parse_config
-from evoquant.driver import build_evaluator, build_space, log_to_run_dir, run_search
+from evoquant.driver import (
+    build_evaluator,
+    build_space,
+    log_to_run_dir,
+    open_run,
+    run_search,
+    track_progress,
+)
 from evoquant.errors import UserError
 from evoquant.evaluate.local import LocalEvaluator
 from evoquant.pipeline import prepare
 from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, LOG_FILE, PLOTS_DIR, RUN_FILE
+from evoquant.search import Search
+from evoquant.sensitivity import probe_genomes
+from evoquant.space import SearchSpace
 
 HERE = Path(__file__).parent
 PROBLEM = "tiny_problem:tiny_problem"
@@ -154,3 +165,64 @@ def test_a_search_and_its_resume_write_the_run_directory(tmp_path, caplog):
     assert "reused quantization table" in (run_dir / LOG_FILE).read_text()
     resumed = read_checkpoint(checkpoint_paths(run_dir / CHECKPOINT_DIR)[-1])
     assert resumed.generation == 2 and resumed.n_eval > last.n_eval
+
+
+SYNTHETIC = runpy.run_path(str(HERE / "search_worker.py"))
+SEEDED = SYNTHETIC["make_config"](
+    seeding={"enabled": True, "share": 0.75},
+    screening={"enabled": True, "factor": 4, "exploration": 0.25},
+)
+SYNTHETIC_SPACE = SearchSpace.from_config(SYNTHETIC["LAYERS"], SEEDED)
+
+
+def tracked_search(run_dir, generations, resume=False):
+    """A seeded and screened synthetic search to ``generations``, tracked as
+    ``run_search`` tracks it: its progress, the bar's first total, the archive's size
+    before and after, and each generation's archive hits."""
+    record, checkpoint, archive = open_run(
+        run_dir, SEEDED, SYNTHETIC_SPACE, resume=resume
+    )
+    hits = {}
+
+    def on_generation(gen, genomes, F, counts):
+        hits[gen] = counts[1]
+        progress.generation_done(gen, counts[1])
+
+    search = Search(
+        SEEDED,
+        SYNTHETIC_SPACE,
+        SYNTHETIC["SyntheticEvaluator"](SYNTHETIC_SPACE),
+        archive,
+        run_dir,
+        record,
+        checkpoint=checkpoint,
+        on_generation=on_generation,
+    )
+    progress = track_progress(search, generations, enabled=False)
+    first_total, before = progress.total, len(archive)
+    search.run(generations)
+    after = len(archive)
+    search.close()
+    return progress, first_total, (before, after), hits
+
+
+@pytest.mark.slow
+def test_the_progress_of_a_resumed_search_ends_where_an_uninterrupted_one_does(
+    tmp_path,
+):
+    """The bar counts the run's evaluations (probes included), its detail this
+    process's evaluations and archive hits: probes read back on resume are neither."""
+    probes = len(probe_genomes(SYNTHETIC_SPACE, 8))
+    straight, total, (_, evaluated), hits = tracked_search(tmp_path / "straight", 6)
+    assert total == probes + 16 * 6  # at most: every genome asked is new
+    assert straight.total == straight.bar.tasks[0].completed == evaluated
+    assert straight.evaluated == evaluated
+    assert straight.cache_hits == sum(hits.values())
+
+    tracked_search(tmp_path / "split", 3)
+    resumed, total, (before, after), _ = tracked_search(tmp_path / "split", 6, True)
+    assert total == before + 16 * 3  # the probes are archived already
+    assert after == evaluated
+    assert resumed.total == resumed.bar.tasks[0].completed == evaluated
+    assert resumed.evaluated == evaluated - before
+    assert resumed.cache_hits == sum(hits[gen] for gen in (3, 4, 5))

@@ -17,7 +17,6 @@ from evoquant.checkpoint import checkpoint_paths, read_checkpoint
 from evoquant.config import LayersConfig, with_overrides
 from evoquant.driver import open_run
 from evoquant.errors import UserError
-from evoquant.progress import SearchProgress
 from evoquant.rundir import RunDir, read_run_config
 from evoquant.search import WORST, Search, offspring_for, resolve_offspring
 from evoquant.seeding import additive_front
@@ -211,29 +210,6 @@ def test_a_run_file_without_uniform_labels_reads_with_default_ones(tmp_path):
     del meta["uniform_labels"]
     (tmp_path / "run.json").write_text(json.dumps(meta))
     assert RunDir(tmp_path).read().uniform_labels == ("W2", "W4", "W8", "W16")
-
-
-def test_progress_counts_what_was_asked_evaluated_and_served(tmp_path):
-    """The bar's total starts at pop x generations, an upper bound, and ends at what
-    pymoo asked for: every genome evaluated or served from the archive."""
-    config = make_config()
-    space = SearchSpace.from_config(LAYERS, config)
-    progress = SearchProgress(16, 6, enabled=False)
-
-    def on_generation(gen, genomes, F, counts):
-        progress.generation_done(gen, *counts)
-
-    s = search(
-        tmp_path, config, on_generation, progress.wrap(SyntheticEvaluator(space))
-    )
-    s.run()
-    s.close()
-    asked = s.algorithm.evaluator.n_eval
-    archive = Archive(tmp_path / "archive.sqlite")
-    evaluated = len(archive)
-    archive.close()
-    assert progress.evaluated == evaluated and progress.cache_hits == asked - evaluated
-    assert progress.total == progress.bar.tasks[0].completed == asked <= 16 * 6
 
 
 def test_fixed_layers_never_change_during_a_search(tmp_path):
@@ -537,3 +513,36 @@ def test_seeded_generation_zero_holds_the_uniform_genomes_and_the_additive_front
     # a share of 0.75 of 16: the uniform genomes and 8 spread along the front
     assert uniform <= {tuple(g) for g in zero}
     assert len({tuple(g) for g in zero} & (front | uniform)) >= 12
+
+
+class Counts:
+    """An ``on_generation`` hook keeping each generation's (evaluated, from the archive)."""
+
+    def __init__(self):
+        self.generations = {}
+
+    def __call__(self, gen, genomes, F, counts):
+        self.generations[gen] = counts
+
+
+@pytest.mark.slow
+def test_a_resumed_seeded_search_counts_its_generations_as_an_uninterrupted_one(
+    tmp_path,
+):
+    """The probes are no generation's genomes: read back from the archive on resume,
+    they are neither evaluations nor archive hits of the generation that follows."""
+    config = make_config(**SEEDED)
+    straight = Counts()
+    s = search(tmp_path / "straight", config, straight)
+    s.run()
+    s.close()
+    split = Counts()
+    s = search(tmp_path / "split", config, split)
+    s.run(generations=3)
+    s.close()
+    s = search(tmp_path / "split", config, split, resume=True)
+    s.run()
+    s.close()
+    assert split.generations == straight.generations
+    assert sum(straight.generations[0]) == 16  # pop_size asked; the probes apart
+    assert all(sum(counts) == 16 for counts in straight.generations.values())
