@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from evoquant.archive import Archive
@@ -16,9 +17,34 @@ from evoquant.report.hypervolume import points_hypervolume, reference_point
 from evoquant.rundir import ARCHIVE_FILE, CHECKPOINT_DIR, RunDir
 
 
+def generation_seconds(records: list[dict], generation: int) -> float | None:
+    """The median time generations ``0..generation`` took, each from the last result
+    of the one before to its own last result (generation 0 from its first).
+
+    A median, not the span of the archive over the generations: one generation may
+    hold the time a run stood still between an interrupt and its resume, or the
+    sensitivity probes, and the generations left take neither.
+    """
+    done = [r for r in records if r["generation"] <= generation]
+    if not done:
+        return None
+    ends: dict[int, float] = {}
+    for r in done:
+        ends[r["generation"]] = max(
+            ends.get(r["generation"], r["created"]), r["created"]
+        )
+    previous, since = min(r["created"] for r in done), -1
+    durations = []
+    for number in sorted(ends):  # a generation served by the archive archived nothing
+        durations.append((ends[number] - previous) / (number - since))
+        previous, since = ends[number], number
+    return statistics.median(durations)
+
+
 def run_status(run_dir: str | Path) -> dict:
-    """Generation, evaluations (failures counted), hypervolume, notable points of the
-    archive front and a time estimate.
+    """Generation, evaluations (the archive's rows: every genome scored, sensitivity
+    probes and failures included, never a candidate that screening only predicted),
+    hypervolume, notable points of the archive front and a time estimate.
 
     Everything is computed from the run's state, opened read-only: a report file that
     is missing or damaged changes nothing here.
@@ -44,12 +70,8 @@ def run_status(run_dir: str | Path) -> dict:
     remaining = (
         config.search.generations - 1 - generation
     )  # resume --generations may pass it
-    eta = None
-    if records and generation >= 0:
-        per_generation = (records[-1]["created"] - records[0]["created"]) / max(
-            generation, 1
-        )
-        eta = max(remaining, 0) * per_generation
+    per_generation = generation_seconds(records, generation)
+    eta = None if per_generation is None else max(remaining, 0) * per_generation
     best = {}
     if front:
         best = {

@@ -5,15 +5,19 @@ tests that change files work on copies of it.
 """
 
 import json
+import runpy
 import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from evoquant.archive import Archive
+from evoquant.driver import open_run
 from evoquant.errors import UserError
-from evoquant.report.status import run_status
+from evoquant.report.status import generation_seconds, run_status
 from evoquant.rundir import (
     ARCHIVE_FILE,
     CHECKPOINT_DIR,
@@ -22,6 +26,9 @@ from evoquant.rundir import (
     PLOTS_DIR,
     SUMMARY_FILE,
 )
+from evoquant.search import Search
+from evoquant.sensitivity import probe_genomes
+from evoquant.space import SearchSpace
 
 CONFIG = {
     "problem": {
@@ -121,3 +128,83 @@ def test_a_run_stopped_after_its_first_generation_has_an_eta(copy):
 def test_a_directory_without_a_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError):
         run_status(tmp_path)
+
+
+SYNTHETIC = runpy.run_path(str(Path(__file__).parents[1] / "search_worker.py"))
+SEEDED = SYNTHETIC["make_config"](
+    seeding={"enabled": True, "share": 0.75},
+    screening={"enabled": True, "factor": 4, "exploration": 0.25},
+)
+SPACE = SearchSpace.from_config(SYNTHETIC["LAYERS"], SEEDED)
+DAY = 86_400.0
+
+
+class CostedEvaluator(SYNTHETIC["SyntheticEvaluator"]):
+    """The synthetic problem with the relative cost that reports read."""
+
+    def metrics(self, bits):
+        metrics = super().metrics(bits)
+        if "f_bits" in metrics:
+            full = 16 * sum(layer.num_weights for layer in self.space.layers)
+            metrics["relative_cost"] = metrics["f_bits"] / full
+        return metrics
+
+
+def seeded_search(run_dir: Path, generations: int, resume: bool = False) -> list:
+    """A seeded, screened synthetic search to ``generations``; the genomes it evaluated."""
+    record, checkpoint, archive = open_run(run_dir, SEEDED, SPACE, resume=resume)
+    evaluator = CostedEvaluator(SPACE)
+    search = Search(
+        SEEDED, SPACE, evaluator, archive, run_dir, record, checkpoint=checkpoint
+    )
+    search.run(generations)
+    search.close()
+    return evaluator.evaluated
+
+
+@pytest.mark.slow
+def test_a_screened_run_resumed_a_day_later_reads_as_an_uninterrupted_one(
+    tmp_path, monkeypatch
+):
+    """Evaluations are the genomes evaluated (the probes among them), never the
+    candidates screening only predicted; the day the run stood still is no part of
+    the time a generation takes."""
+    evaluated = seeded_search(tmp_path / "straight", 5)
+    straight = run_status(tmp_path / "straight")
+    probes = len(probe_genomes(SPACE, 8))
+    assert (
+        straight["evaluations"]
+        == len(evaluated)
+        == len(archived(tmp_path / "straight"))
+    )
+    assert (
+        probes < straight["evaluations"] <= probes + 16 * 5
+    )  # not 4 x 16 a generation
+
+    split = tmp_path / "split"
+    seeded_search(split, 3)
+    later = SimpleNamespace(time=lambda clock=time.time: clock() + DAY)
+    monkeypatch.setattr("evoquant.archive.time", later)
+    seeded_search(split, 5, resume=True)
+    resumed = run_status(split)
+    assert resumed["eta_seconds"] < DAY / 10
+    for status in (straight, resumed):
+        del status["run_dir"], status["eta_seconds"]
+    assert resumed == straight
+
+
+def rows(*times_by_generation):
+    return [
+        {"generation": generation, "created": float(created)}
+        for generation, times in enumerate(times_by_generation)
+        for created in times
+    ]
+
+
+def test_a_generation_takes_the_median_time_not_the_time_a_run_stood_still():
+    # generation 2 began after a resume 1,000 s later; 3 is still running
+    records = rows([0, 1, 2], [3, 4], [1000, 1001], [1002, 1003], [1004])
+    assert generation_seconds(records, 3) == 2
+    assert generation_seconds(records, -1) is None
+    # a generation the archive served whole archived nothing: its time is shared
+    assert generation_seconds(rows([0, 2], [], [4, 6]), 2) == 2
