@@ -34,6 +34,8 @@ class Checkpoint:
 
     ``rank`` and ``crowding`` are what tournament selection reads; ``rng_state`` is the
     algorithm's numpy bit-generator state (``Generator.bit_generator.state``).
+    ``n_eval`` counts the genomes pymoo asked for, ``probes`` the sensitivity probes
+    the search asked for besides (once a run: a resume reads them back unasked).
     """
 
     generation: int
@@ -45,6 +47,7 @@ class Checkpoint:
     n_eval: int
     config_digest: str
     run_id: str
+    probes: int = 0
     version: str = __version__
 
 

@@ -158,6 +158,7 @@ class Search:
         self.algorithm = build_algorithm(config, space)
         self.algorithm.setup(self.pymoo_problem, termination=NoTermination())
         self.counts = (0, 0)
+        self.probes = 0
         self.sensitivity: Sensitivity | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -177,6 +178,7 @@ class Search:
         last = self._last(generations)
         if self._needs_sensitivity(last):
             self.sensitivity = self.measure_sensitivity()
+            self.probes = self.probes or self.sensitivity.probes
             if self.generation < 0 and self.config.search.seeding.enabled:
                 self._seed_generation_zero()
         while self.generation < last:
@@ -368,6 +370,7 @@ class Search:
             n_eval=self.algorithm.evaluator.n_eval,
             config_digest=self.config.digest(),
             run_id=self.record.run_id,
+            probes=self.probes,
         )
         self.archive.put_population(self.generation, genomes)
         write_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
@@ -409,5 +412,6 @@ class Search:
         algorithm.is_initialized = True
         algorithm.n_iter = checkpoint.generation + 2
         algorithm.evaluator.n_eval = checkpoint.n_eval
+        self.probes = checkpoint.probes
         algorithm.random_state.bit_generator.state = checkpoint.rng_state
         algorithm._set_optimum()

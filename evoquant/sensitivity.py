@@ -88,6 +88,11 @@ class Sensitivity:
     error_increase: np.ndarray
     objectives: tuple[str, str]
 
+    @property
+    def probes(self) -> int:
+        """How many genomes were probed: the base and each other width of each gene."""
+        return 1 + int(sum(len(a) - 1 for a in self.alphabets))
+
     def predict(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Additive cost and error of genomes (rows of level indices)."""
         levels = np.atleast_2d(np.asarray(levels, dtype=int))
@@ -118,7 +123,7 @@ class Sensitivity:
             "base_bits": self.base_bits,
             "base": {cost: self.base_cost, error: self.base_error},
             "objectives": list(self.objectives),
-            "probes": 1 + int(sum(len(a) - 1 for a in self.alphabets)),
+            "probes": self.probes,
             "genes": rows,
         }
 

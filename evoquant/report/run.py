@@ -219,9 +219,9 @@ class RunReport:
         """How many genomes the search asked for up to ``generation``, how many were
         evaluated, served from the archive (repeats) and failed.
 
-        pymoo's evaluation count in the generation's checkpoint counts every genome
-        asked for; without that checkpoint (a crash before it) only the archive's
-        counts are known.
+        The generation's checkpoint counts every genome asked for: pymoo's and the
+        sensitivity probes (which are archived like any); without that checkpoint (a
+        crash before it) only the archive's counts are known.
         """
         rows = [point for g, point in archived.values() if g <= generation]
         counts = {"genomes evaluated": len(rows)}
@@ -243,7 +243,7 @@ class RunReport:
             return None
         if checkpoint is None or checkpoint.generation != generation:
             return None
-        return checkpoint.n_eval
+        return checkpoint.n_eval + checkpoint.probes
 
 
 def _is_png(path: Path) -> bool:

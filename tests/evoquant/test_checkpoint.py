@@ -143,3 +143,12 @@ def test_checkpoints_are_readable_by_everyone_the_umask_allows(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_checkpoint_written_before_probes_were_counted_reads_with_none(tmp_path):
+    path = write_checkpoint(tmp_path, checkpoint(2))
+    data = json.loads(path.read_text())
+    del data["probes"], data["sha256"]
+    path.write_text(json.dumps({**data, "sha256": checkpoints._checksum(data)}))
+    assert read_checkpoint(path) == checkpoint(2)
+    assert read_checkpoint(path).probes == 0

@@ -546,3 +546,7 @@ def test_a_resumed_seeded_search_counts_its_generations_as_an_uninterrupted_one(
     assert split.generations == straight.generations
     assert sum(straight.generations[0]) == 16  # pop_size asked; the probes apart
     assert all(sum(counts) == 16 for counts in straight.generations.values())
+    probes = len(probe_levels(SearchSpace.from_config(LAYERS, config), 8))
+    for run in ("straight", "split"):  # asked for once, read back on the resume
+        last = checkpoint_paths(tmp_path / run / "checkpoints")[-1]
+        assert read_checkpoint(last).probes == probes

@@ -2,11 +2,12 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
 from evoquant.archive import Archive
-from evoquant.checkpoint import Checkpoint, write_checkpoint
+from evoquant.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from evoquant.config import RunConfig
 from evoquant.export.pick import load_front, pick
 from evoquant.report.run import RunReport
@@ -121,3 +122,19 @@ def test_an_old_generation_redraws_as_it_was(run):
     """Generation 0's front holds only what generation 0 had evaluated."""
     (view,) = run.views({0: run.archive.populations()[0]})
     assert front_bits(view.front) == [[2] * 4, LOST, [8] * 4, [16] * 4]
+
+
+def test_probes_asked_before_generation_zero_are_asked_for_not_repeats(run):
+    """A seeded run's checkpoint counts the sensitivity probes beside pymoo's genomes:
+    without them the archive (which holds them) would outnumber what was asked."""
+    path = run.run_dir / "checkpoints" / "gen_0001.json"
+    checkpoint = read_checkpoint(path)
+    write_checkpoint(path.parent, replace(checkpoint, n_eval=4, probes=6))
+    run.redraw()
+    summary = (run.run_dir / "summary.md").read_text()
+    for line in [
+        "- **genomes asked for**: 10",
+        "- **genomes evaluated**: 9",
+        "- **served from the archive (repeats)**: 1",
+    ]:
+        assert line in summary
