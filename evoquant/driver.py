@@ -166,6 +166,7 @@ def track_progress(search: Search, generations: int, enabled: bool) -> SearchPro
         max(generations - 1 - search.generation, 0),
         evaluated_before=len(search.archive),
         enabled=enabled,
+        generation=search.generation + 1,
     )
     progress.expect(search.pending_probes(generations))
     search.evaluator = progress.wrap(search.evaluator)

@@ -26,6 +26,7 @@ class SearchProgress:
     only an upper bound on what is still to evaluate (mating may find fewer new
     genomes, the archive answers repeats), so the total reads ``<=`` and each finished
     generation trims it to what was evaluated plus the bound for what is left.
+    ``generation`` is the one under way when it starts (a resumed run's next).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class SearchProgress:
         generations_left: int,
         evaluated_before: int = 0,
         enabled: bool = True,
+        generation: int = 0,
     ):
         self.per_generation = per_generation
         self.generations_left = generations_left
@@ -52,7 +54,10 @@ class SearchProgress:
             disable=not enabled,
         )
         self.task = self.bar.add_task(
-            "generation -", total=self.total, completed=evaluated_before, detail=""
+            f"generation {generation}",
+            total=self.total,
+            completed=evaluated_before,
+            detail="",
         )
 
     def wrap(self, evaluator: GenomeEvaluator) -> GenomeEvaluator:

@@ -177,8 +177,8 @@ SYNTHETIC_SPACE = SearchSpace.from_config(SYNTHETIC["LAYERS"], SEEDED)
 
 def tracked_search(run_dir, generations, resume=False):
     """A seeded and screened synthetic search to ``generations``, tracked as
-    ``run_search`` tracks it: its progress, the bar's first total, the archive's size
-    before and after, and each generation's archive hits."""
+    ``run_search`` tracks it: its progress, the bar's first total and description,
+    the archive's size before and after, and each generation's archive hits."""
     record, checkpoint, archive = open_run(
         run_dir, SEEDED, SYNTHETIC_SPACE, resume=resume
     )
@@ -199,11 +199,12 @@ def tracked_search(run_dir, generations, resume=False):
         on_generation=on_generation,
     )
     progress = track_progress(search, generations, enabled=False)
-    first_total, before = progress.total, len(archive)
+    first = (progress.total, progress.bar.tasks[0].description)
+    before = len(archive)
     search.run(generations)
     after = len(archive)
     search.close()
-    return progress, first_total, (before, after), hits
+    return progress, first, (before, after), hits
 
 
 @pytest.mark.slow
@@ -213,15 +214,15 @@ def test_the_progress_of_a_resumed_search_ends_where_an_uninterrupted_one_does(
     """The bar counts the run's evaluations (probes included), its detail this
     process's evaluations and archive hits: probes read back on resume are neither."""
     probes = len(probe_genomes(SYNTHETIC_SPACE, 8))
-    straight, total, (_, evaluated), hits = tracked_search(tmp_path / "straight", 6)
-    assert total == probes + 16 * 6  # at most: every genome asked is new
+    straight, first, (_, evaluated), hits = tracked_search(tmp_path / "straight", 6)
+    assert first == (probes + 16 * 6, "generation 0")  # at most: every genome new
     assert straight.total == straight.bar.tasks[0].completed == evaluated
     assert straight.evaluated == evaluated
     assert straight.cache_hits == sum(hits.values())
 
     tracked_search(tmp_path / "split", 3)
-    resumed, total, (before, after), _ = tracked_search(tmp_path / "split", 6, True)
-    assert total == before + 16 * 3  # the probes are archived already
+    resumed, first, (before, after), _ = tracked_search(tmp_path / "split", 6, True)
+    assert first == (before + 16 * 3, "generation 3")  # the probes are archived
     assert after == evaluated
     assert resumed.total == resumed.bar.tasks[0].completed == evaluated
     assert resumed.evaluated == evaluated - before

@@ -23,12 +23,13 @@ def test_a_new_search_starts_at_zero_of_at_most_pop_times_generations():
     progress = SearchProgress(10, 5, enabled=False)
     assert (progress.evaluated, progress.cache_hits, progress.total) == (0, 0, 50)
     assert task(progress).completed == 0 and task(progress).total == 50
-    assert task(progress).description == "generation -"
+    assert task(progress).description == "generation 0"
 
 
 def test_a_resumed_search_counts_the_evaluations_archived_before():
-    progress = SearchProgress(10, 3, evaluated_before=42, enabled=False)
+    progress = SearchProgress(10, 3, evaluated_before=42, enabled=False, generation=4)
     assert progress.total == 42 + 30
+    assert task(progress).description == "generation 4"
     assert task(progress).completed == 42
     assert progress.evaluated == 0  # this process has evaluated nothing yet
     assert task(progress).speed is None  # nor measured any speed
