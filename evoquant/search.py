@@ -204,6 +204,7 @@ class Search:
         ) - 1
 
     def _needs_sensitivity(self, last: int) -> bool:
+        """Seeding and screening start from the probes, measured again on a resume."""
         search = self.config.search
         return self.generation < last and (
             search.seeding.enabled or search.screening.enabled
