@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
 from evoquant.errors import UserError
+from evoquant.evaluate.attempt import Configs, attempt, fixed_threads
 from evoquant.problem import Problem
 from evoquant.quant.attention import DISCOVERED
 from evoquant.quant.layers import Layer
@@ -95,3 +98,24 @@ class GenomeFitness:
         if self.problem.task_metric is not None:
             metrics |= self.problem.task_metric(outputs, self.batches)
         return metrics
+
+
+@contextmanager
+def scoring(
+    problem: Problem,
+    model: nn.Module,
+    table: QuantTable,
+    layers: Sequence[Layer],
+    error: str,
+    batches: Sequence,
+    threads: int,
+) -> Iterator[Callable[[Configs], dict[str, Any]]]:
+    """Score configurations after a search (validation, export) as the search scored
+    them: the FP32 references and every attempt at the run's thread count, a failure
+    recorded as ``{"failed": ...}``; the quantizer leaves ``model`` on exit."""
+    with fixed_threads(threads):
+        fitness = GenomeFitness(problem, model, table, layers, error, batches)
+    try:
+        yield lambda configs: attempt(fitness, list(configs), threads)
+    finally:
+        fitness.quantized.remove()

@@ -16,8 +16,7 @@ from typing import Any
 from torch import nn
 
 from evoquant.config import RunConfig
-from evoquant.evaluate.attempt import attempt, fixed_threads
-from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.evaluate.fitness import scoring
 from evoquant.problem import Problem
 from evoquant.quant.layers import Layer
 from evoquant.quant.table import QuantTable
@@ -39,20 +38,19 @@ def score_configs(
     config: RunConfig,
 ) -> dict[str, dict[str, Any]]:
     """``configs``' metrics per data role (``fitness``, and ``heldout`` when there is one)."""
-    threads = config.evaluator.threads_per_worker
     roles = {"fitness": problem.fitness_batches, "heldout": problem.validation_batches}
     scores = {}
     for role, batches in roles.items():
         if not batches:
             continue
-        with fixed_threads(
-            threads
-        ):  # the FP32 references, made as the search made its own
-            fitness = GenomeFitness(
-                problem, model, table, layers, config.error, batches
-            )
-        try:
-            scores[role] = attempt(fitness, list(configs), threads)
-        finally:
-            fitness.quantized.remove()
+        with scoring(
+            problem,
+            model,
+            table,
+            layers,
+            config.error,
+            batches,
+            config.evaluator.threads_per_worker,
+        ) as score:
+            scores[role] = score(configs)
     return scores

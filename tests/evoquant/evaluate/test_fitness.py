@@ -7,7 +7,7 @@ from torch import nn
 from evoquant.api import Problem
 from evoquant.config import AlphaConfig, QuantConfig
 from evoquant.errors import UserError
-from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.evaluate.fitness import GenomeFitness, scoring
 from evoquant.quant.layers import find_layers
 from evoquant.quant.table import build_quant_table
 
@@ -59,8 +59,8 @@ def batch_count(outputs, batches) -> dict[str, float]:
     }
 
 
-def fitness_of(error="f_cos", as_dict=False, batches=None, **problem_args):
-    run = Calls(as_dict)
+def parts(run, **problem_args):
+    """A tiny problem, its model, layers and table (W4A8 and W8A8)."""
     model = make_model()
     problem = Problem(
         name="tiny",
@@ -73,6 +73,12 @@ def fitness_of(error="f_cos", as_dict=False, batches=None, **problem_args):
     layers = find_layers(model)
     quant = QuantConfig(bit_configs=[(4, 8), (8, 8)], alpha=AlphaConfig(enabled=False))
     table = build_quant_table(model, layers, run, problem.calibration_batches, quant)
+    return problem, model, layers, table
+
+
+def fitness_of(error="f_cos", as_dict=False, batches=None, **problem_args):
+    run = Calls(as_dict)
+    problem, model, layers, table = parts(run, **problem_args)
     run.count = 0
     return GenomeFitness(problem, model, table, layers, error, batches), run
 
@@ -148,3 +154,19 @@ def test_batches_given_replace_the_fitness_batches():
     assert (metrics["batches"], metrics["samples"]) == (3.0, 12.0)
     outputs, configs = fitness.outputs([8, 4])
     assert len(outputs) == 3 and configs == [(8, 8), (4, 8)]
+
+
+def test_scoring_scores_as_the_search_does_then_unwraps_the_model():
+    problem, model, layers, table = parts(Calls())
+    batches = make_batches(3, 2)  # as validation batches would be
+    with torch.no_grad():
+        fp32 = [model(batch) for batch in batches]
+    threads = torch.get_num_threads()
+    with scoring(problem, model, table, layers, "f_cos", batches, 1) as score:
+        w4 = score([(4, 8), (4, 8)])
+        assert torch.get_num_threads() == threads  # only attempts run on one thread
+    with torch.no_grad():  # the quantizer is off the model
+        assert all(torch.equal(model(b), r) for b, r in zip(batches, fp32))
+    expected = GenomeFitness(problem, model, table, layers, "f_cos", batches)
+    assert w4["error"] == pytest.approx(expected([4, 4])["error"], rel=1e-6)
+    assert w4["error"] > 0
