@@ -213,7 +213,7 @@ def run_search(
             config = resolve_offspring(config, worker_count(backend))
             record = start_record(run, config, space, record)
             archive = open_archive(run_dir, config, record)
-            report = RunReport(run_dir, archive, record)
+            report = RunReport(run_dir, archive, record, space.bit_configs)
             if resume:
                 report.catch_up()  # a crash may have come between checkpoint and reports
 

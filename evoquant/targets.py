@@ -18,11 +18,15 @@ bits never count as a promotion.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from evoquant.registry import TARGETS
 
 BitConfig = tuple[int, int]
+ToConfigs = Callable[[Sequence[int]], list[BitConfig]]
+"""A genome's bit list -> per layer ``(weight bits, activation bits)``
+(``SearchSpace.bit_configs``): how evaluators and reports turn the one genome form that
+crosses module borders into what the fitness takes and what a deployment runs."""
 
 INT4_BLOCK_SIZES = (128, 64)
 """Block sizes TensorRT accepts for INT4 weights, preferred first."""

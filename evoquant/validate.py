@@ -23,8 +23,7 @@ from evoquant.archive import FAILED, Archive
 from evoquant.atomic import write_json_atomic
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
-from evoquant.evaluate.attempt import attempt, fixed_threads
-from evoquant.evaluate.fitness import GenomeFitness
+from evoquant.evaluate.fitness import scoring
 from evoquant.export.scales import run_table
 from evoquant.pipeline import build_model_and_layers
 from evoquant.problem import Problem, sample_fingerprints
@@ -35,6 +34,7 @@ from evoquant.report.heldout import digest
 from evoquant.report.run import RunReport
 from evoquant.rundir import ARCHIVE_FILE, VALIDATION_FILE, RunDir, RunRecord
 from evoquant.space import SearchSpace, layer_weight_shapes
+from evoquant.targets import ToConfigs
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +73,30 @@ def score_genomes(
     table: QuantTable,
     config: RunConfig,
     genomes: Sequence[tuple[list[int], str | None, dict[str, Any]]],
+    to_configs: ToConfigs,
 ) -> list[dict[str, Any]]:
-    """Each genome's metrics on the validation batches, beside its search error."""
-    space = SearchSpace.from_config(
-        layers, config, weight_shapes=layer_weight_shapes(model, layers)
-    )
-    threads = config.evaluator.threads_per_worker
-    with fixed_threads(threads):  # the FP32 references, made as the search made its own
-        fitness = GenomeFitness(
-            problem, model, table, layers, config.error, problem.validation_batches
-        )
+    """Each genome's metrics on the validation batches, beside its search error;
+    ``to_configs`` resolves a genome as the search did (``SearchSpace.bit_configs``)."""
     points = []
-    try:
+    with scoring(
+        problem,
+        model,
+        table,
+        layers,
+        config.error,
+        problem.validation_batches,
+        config.evaluator.threads_per_worker,
+    ) as score:
         for bits, label, searched in genomes:
-            configs = space.bit_configs(bits)
             error = searched.get("error")
             points.append(
                 {
                     "bits": bits,
                     "uniform": label,
                     "search_error": error if _finite(error) else None,
-                    "heldout": _heldout(attempt(fitness, configs, threads)),
+                    "heldout": _heldout(score(to_configs(bits))),
                 }
             )
-    finally:
-        fitness.quantized.remove()
     return points
 
 
@@ -136,6 +135,9 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
                 raise UserError(message)
             log.warning(message)
             return None
+        space = SearchSpace.from_config(
+            layers, config, weight_shapes=layer_weight_shapes(model, layers)
+        )
         samples = sample_fingerprints(problem.validation_batches)
         result = {
             "run_id": record.run_id,
@@ -143,19 +145,24 @@ def validate_run(run_dir: str | Path, required: bool = True) -> dict[str, Any] |
             "validation_samples": len(samples),
             "validation_data": digest(sorted(samples)),
             "error": config.error,
-            "points": score_genomes(problem, model, layers, table, config, genomes),
+            "points": score_genomes(
+                problem, model, layers, table, config, genomes, space.bit_configs
+            ),
         }
         result["sha256"] = digest(result)
         write_json_atomic(run / VALIDATION_FILE, result)
-        redraw_latest(run, record, archive)
+        redraw_latest(run, record, archive, space.bit_configs)
     finally:
         archive.close()
     return result
 
 
-def redraw_latest(run: RunDir, record: RunRecord, archive: Archive) -> None:
+def redraw_latest(
+    run: RunDir, record: RunRecord, archive: Archive, to_configs: ToConfigs
+) -> None:
     """The last generation's plot, the front files and the summary, with held-out errors."""
     populations = archive.populations()
     if populations:
         last = max(populations)
-        RunReport(run.path, archive, record).generation(last, populations[last])
+        report = RunReport(run.path, archive, record, to_configs)
+        report.generation(last, populations[last])

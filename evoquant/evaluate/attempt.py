@@ -21,9 +21,6 @@ from evoquant.archive import FAILED
 
 Configs = Sequence[tuple[int, int]]
 Fitness = Callable[[Configs], Mapping[str, Any]]
-ToConfigs = Callable[[Sequence[int]], list[tuple[int, int]]]
-"""A genome's bit list -> per layer ``(weight bits, activation bits)``: how an evaluator
-turns the one genome form that crosses module borders into what the fitness takes."""
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
-from evoquant.evaluate.attempt import Fitness, RetryPolicy, ToConfigs, attempt
+from evoquant.evaluate.attempt import Fitness, RetryPolicy, attempt
+from evoquant.targets import ToConfigs
 
 
 class LocalEvaluator(AbstractContextManager):

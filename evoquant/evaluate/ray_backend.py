@@ -26,11 +26,12 @@ from typing import Any, Self
 from evoquant.archive import FAILED
 from evoquant.config import EvaluatorConfig
 from evoquant.errors import RunStopped, UserError
-from evoquant.evaluate.attempt import RetryPolicy, ToConfigs
+from evoquant.evaluate.attempt import RetryPolicy
 from evoquant.evaluate.ray_session import ray_session
 from evoquant.evaluate.shared_table import to_arrays
 from evoquant.evaluate.worker import EvaluationWorker, MakeFitness, WorkerState
 from evoquant.quant.table import QuantTable
+from evoquant.targets import ToConfigs
 
 IN_FLIGHT = 2
 """Genomes queued per actor: one running, one waiting, so no actor idles on a round trip."""

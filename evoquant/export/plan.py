@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,31 @@ class LayerPlan:
         return support.PRECISIONS[self.deployed]
 
 
-def genome_configs(point: Mapping[str, Any], space: SearchSpace) -> list[BitConfig]:
-    """A front point's per-layer (weight, activation) bits, checked against the space."""
+def genome_configs(
+    point: Mapping[str, Any],
+    layer_names: Sequence[str],
+    space: Callable[[], SearchSpace],
+) -> list[BitConfig]:
+    """A front point's per-layer (weight, activation) bits, as the search resolved them
+    (``front.json``'s ``configs``), in ``layer_names`` order."""
+    configs = point.get("configs")
+    if configs is None:
+        return _resolve_genes(point, space())
+    try:
+        resolved = [(int(w), int(a)) for w, a in (configs[n] for n in layer_names)]
+    except (KeyError, TypeError, ValueError):
+        resolved = None
+    if resolved is None or len(configs) != len(layer_names):
+        raise UserError(
+            "the front point's configs do not match the run's layers: expected "
+            f"{len(layer_names)} layers, each [weight bits, activation bits]"
+        )
+    return resolved
+
+
+def _resolve_genes(point: Mapping[str, Any], space: SearchSpace) -> list[BitConfig]:
+    """For fronts without ``configs``: run dirs written before front.json carried them,
+    and fronts redrawn by ``evoquant plot``, which builds no search space."""
     bits = point["bits"]
     missing = [name for name in space.gene_names if name not in bits]
     if missing or len(bits) != space.n_genes:

@@ -281,10 +281,13 @@ def export_run(
         engines.require_tensorrt()
     problem, model, layers = build_model_and_layers(config)
     shapes = layer_weight_shapes(model, layers)
-    space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
     plans = plan_layers(
         layers,
-        genome_configs(front[index], space),
+        genome_configs(
+            front[index],
+            [layer.name for layer in layers],
+            lambda: SearchSpace.from_config(layers, config, weight_shapes=shapes),
+        ),
         shapes,
         config.quant.weights.block_size,
     )

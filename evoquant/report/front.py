@@ -223,17 +223,23 @@ def write_front(
     front: Sequence[Point],
     layer_names: Sequence[str],
     generation: int | None = None,
+    configs: Sequence[Mapping[str, Sequence[int]]] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``front.csv`` (metrics, then one bits column per layer) and ``front.json``.
+    """Write ``front.csv`` (metrics, then one bits column per gene) and ``front.json``.
 
     Both name the data each measured column comes from: CSV headers read
     ``error (fitness batches)``; ``front.json`` is ``{"generation", "front",
     "measured_on": {metric: data}, "points"}``, each point ``{metric: value, ...,
-    "bits": {layer: bits}}``, keyed by layer name so it stays readable without the
-    search space.
+    "bits": {gene: bits}, "configs": {layer: [weight bits, activation bits]}}``, keyed
+    by gene and layer names so it stays readable without the search space.
+    ``configs`` (one mapping per point) is what each genome resolved to in the search;
+    export deploys it as it is. Without it (``evoquant plot`` builds no search space)
+    points have no ``configs``.
     """
     run_dir = Path(run_dir)
     _check_bits(front, layer_names)
+    if configs is not None and len(configs) != len(front):
+        raise ValueError(f"{len(configs)} configs for {len(front)} front points")
     metrics = metric_names(front)
 
     buf = io.StringIO()
@@ -252,6 +258,10 @@ def write_front(
         }
         for p in front
     ]
+    for point, resolved in zip(points, configs or ()):
+        point["configs"] = {
+            layer: [int(b) for b in pair] for layer, pair in resolved.items()
+        }
     measured = {m: measured_on(m) for m in metrics if measured_on(m) is not None}
     document = {
         "generation": generation,

@@ -45,6 +45,7 @@ from evoquant.rundir import (
     PLOTS_DIR,
     RunRecord,
 )
+from evoquant.targets import BitConfig, ToConfigs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 log = logging.getLogger(__name__)
@@ -66,10 +67,20 @@ class GenerationView:
 class RunReport:
     """Writes everything a person looks at after each generation, from the run's state."""
 
-    def __init__(self, run_dir: str | Path, archive: Archive, record: RunRecord):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        archive: Archive,
+        record: RunRecord,
+        to_configs: ToConfigs | None = None,
+    ):
+        """``to_configs`` (``SearchSpace.bit_configs``) puts each front point's
+        per-layer (weight, activation) bits in ``front.json``; without it the points
+        carry their genes only."""
         self.run_dir = Path(run_dir)
         self.archive = archive
         self.record = record
+        self.to_configs = to_configs
         self.gene_names = list(record.genes)
         self.uniform = dict(zip(record.uniform_labels, record.uniform_genomes))
         self.objectives = tuple(record.config.search.objectives)
@@ -197,7 +208,9 @@ class RunReport:
             self.run_dir / HYPERVOLUME_FILE, json.dumps(history, indent=1)
         )
         plot_hypervolume(self.run_dir / PLOTS_DIR / HYPERVOLUME_PLOT, history)
-        write_front(self.run_dir, front, self.gene_names, generation)
+        write_front(
+            self.run_dir, front, self.gene_names, generation, self._configs(front)
+        )
         info = self.info | {"generation": generation}
         info |= self._counts(archived, generation)
         info["hypervolume"] = (
@@ -214,6 +227,13 @@ class RunReport:
             self.gene_names,
             info,
         )
+
+    def _configs(self, front: Sequence[dict]) -> list[dict[str, BitConfig]] | None:
+        if self.to_configs is None:
+            return None
+        return [
+            dict(zip(self.record.layers, self.to_configs(p["bits"]))) for p in front
+        ]
 
     def _counts(self, archived: Archived, generation: int) -> dict[str, int]:
         """How many genomes the search asked for up to ``generation``, how many were

@@ -249,7 +249,9 @@ def _genomes(
         genomes[label] = space.bit_configs(space.to_bits(space.uniform(width)))
     for rule in picks:
         index = pick(front, rule, objectives)
-        genomes[f"front {rule} (point {index})"] = genome_configs(front[index], space)
+        genomes[f"front {rule} (point {index})"] = genome_configs(
+            front[index], [layer.name for layer in space.layers], lambda: space
+        )
     return genomes
 
 

@@ -226,6 +226,9 @@ def test_reports_show_the_held_out_error_beside_the_search_error(finished):
         assert point["heldout_error"] == heldout[bits]
         keys = list(point)
         assert keys.index("heldout_error") == keys.index("error") + 1
+        # redrawn by validate, the front still says what each genome resolved to
+        thesis = {name: [b, 16 if b > 8 else 8] for name, b in point["bits"].items()}
+        assert point["configs"] == thesis
     header = (finished / "front.csv").read_text().splitlines()[0].split(",")
     assert header.index("heldout_error (validation batches)") == (
         header.index("error (fitness batches)") + 1

@@ -132,6 +132,40 @@ def test_export_of_the_knee_writes_checked_graphs_and_reports(
     }
 
 
+def test_the_search_front_carries_its_configs_and_export_deploys_them(
+    digits_run, tmp_path, capsys, monkeypatch
+):
+    config = read_run_config(digits_run)
+    model = build_problem(config.problem.name, config.problem.args).build_model()
+    layers = find_layers(model)
+    shapes = layer_weight_shapes(model, layers)
+    space = SearchSpace.from_config(layers, config, weight_shapes=shapes)
+    document = json.loads((digits_run / "front.json").read_text())
+    for point in document["points"]:
+        bits = [point["bits"][name] for name in space.gene_names]
+        resolved = zip(layers, space.bit_configs(bits))
+        assert point["configs"] == {layer.name: list(c) for layer, c in resolved}
+
+    # a run whose cheapest point says "every layer W16A16" while its genes say otherwise
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    cheapest = document["points"][0]
+    assert any(pair != [16, 16] for pair in cheapest["configs"].values())
+    cheapest["configs"] = {name: [16, 16] for name in cheapest["configs"]}
+    (run / "front.json").write_text(json.dumps(document))
+
+    def no_space(*args, **kwargs):
+        raise AssertionError("export rebuilt the search space")
+
+    monkeypatch.setattr(SearchSpace, "from_config", no_space)
+    out = tmp_path / "out"
+    assert main(["export", str(run), "--pick", "index:0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert [row["searched"] for row in report["layers"]] == [[16, 16]] * len(layers)
+    assert report["promotions"] == 0
+
+
 def _fails(argv, capsys, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

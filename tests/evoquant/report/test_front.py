@@ -164,6 +164,25 @@ def test_write_front_round_trip(tmp_path, layer_names, uniform_points, mixed_poi
     assert sorted(f.name for f in tmp_path.iterdir()) == ["front.csv", "front.json"]
 
 
+def test_write_front_puts_each_points_configs_beside_its_genes(
+    tmp_path, layer_names, uniform_points
+):
+    configs = [
+        {name: (b, 16 if b > 8 else 8) for name, b in zip(layer_names, p["bits"])}
+        for p in uniform_points
+    ]
+    _, json_path = write_front(tmp_path, uniform_points, layer_names, 0, configs)
+    points = json.loads(json_path.read_text())["points"]
+    assert [p["configs"] for p in points] == [
+        {name: list(pair) for name, pair in c.items()} for c in configs
+    ]
+    assert points[-1]["configs"]["fc"] == [16, 16]
+    _, json_path = write_front(tmp_path, uniform_points, layer_names, 0)
+    assert not any("configs" in p for p in json.loads(json_path.read_text())["points"])
+    with pytest.raises(ValueError, match="3 configs for 4 front points"):
+        write_front(tmp_path, uniform_points, layer_names, 0, configs[:3])
+
+
 def test_write_front_rejects_wrong_genome_length(tmp_path, layer_names, make_point):
     with pytest.raises(ValueError, match="3 genes"):
         write_front(tmp_path, [make_point([2, 4, 8], 0.1)], layer_names)
