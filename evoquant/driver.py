@@ -36,6 +36,11 @@ from evoquant.search import Search, offspring_for, resolve_offspring, uniform_la
 from evoquant.sensitivity import Sensitivity
 from evoquant.space import SearchSpace, layer_weight_shapes, measure_macs
 
+SENSITIVITY_ADVICE = (
+    "sensitivity probes a run under its own config: give it that config unchanged "
+    "(or the run dir alone), or use another --run-dir"
+)
+
 
 @contextmanager
 def log_to_run_dir(run_dir: Path) -> Iterator[None]:
@@ -261,7 +266,9 @@ def run_sensitivity(
         )
     run = RunDir(run_dir)
     existing = (run / RUN_FILE).exists()
-    record = run.check_resume(config, False) if existing else None
+    record = (
+        run.check_resume(config, False, advice=SENSITIVITY_ADVICE) if existing else None
+    )
     if not existing:
         run.check_new()
     validate_args(config.problem.name, config.problem.args)

@@ -142,6 +142,9 @@ class RunRecord:
         }
 
 
+RESUME_ADVICE = "resume with its own config or add --force"
+
+
 class RunDir:
     """One run directory: where its files are, and whether they belong together."""
 
@@ -260,11 +263,14 @@ class RunDir:
         write_json_atomic(self / RUN_FILE, record.to_json())
         return record
 
-    def check_resume(self, config: RunConfig, force: bool) -> RunRecord:
+    def check_resume(
+        self, config: RunConfig, force: bool, advice: str = RESUME_ADVICE
+    ) -> RunRecord:
         """The run's record, if ``config`` may continue it; reads only, writes nothing.
 
         Another config needs ``force``, and even then must score genomes exactly as
-        the archived ones were scored.
+        the archived ones were scored; without it the error ends with ``advice``, what
+        the calling command offers instead.
         """
         record = self.read()
         if config.digest() == record.config_digest:
@@ -272,8 +278,7 @@ class RunDir:
         if not force:
             raise UserError(
                 f"{self.path} was run with another config (digest "
-                f"{record.config_digest}, now {config.digest()}): resume with its own "
-                "config or add --force"
+                f"{record.config_digest}, now {config.digest()}): {advice}"
             )
         if config.search.policy != record.config.search.policy:
             raise UserError(

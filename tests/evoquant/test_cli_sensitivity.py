@@ -7,6 +7,8 @@ import yaml
 
 from evoquant.archive import Archive
 from evoquant.cli import main
+from evoquant.config import parse_config
+from evoquant.rundir import RunDir
 
 CONFIG = {
     "problem": {
@@ -69,3 +71,17 @@ def test_a_base_width_outside_the_alphabet_is_one_line_and_writes_nothing(
     )
     assert err.strip().splitlines() == [expected]
     assert not run_dir.exists()
+
+
+def test_a_run_dir_of_another_config_is_one_line_and_left_untouched(
+    config, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    other = parse_config(CONFIG | {"seed": 1})
+    RunDir(run_dir).create(other, ["stem.0", "fc"], [[8, 8]])
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert cli("sensitivity", str(config), "--run-dir", str(run_dir)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"evoquant: error: {run_dir} was run with another config")
+    assert line.endswith("or use another --run-dir") and "--force" not in line
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
