@@ -18,7 +18,6 @@ with random lengths (f_cos). Writes ``bench/results/heldout.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 from hardware import hardware
+from problem_bench import problem_bench_args, write_results
 from torch import Tensor, nn
 
 from evoquant.config import ActivationConfig, QuantConfig
@@ -195,12 +195,7 @@ def summary(results: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = problem_bench_args(__doc__, PROBLEMS, RESULTS)
     results: dict = {
         "hardware": hardware(torch_threads=args.threads),
         "alpha": QuantConfig().alpha.model_dump(),
@@ -233,9 +228,7 @@ def main() -> None:
     print(json.dumps(results["lowest_heldout_thesis_option"], indent=1))
     print("held-out error / thesis per_channel minmax:")
     print(json.dumps(results["heldout_over_thesis"], indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,14 @@ blocks of 128. Writes ``bench/results/int4_blockwise.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from functools import partial
 from pathlib import Path
 
-import torch
 from hardware import hardware
 from heldout import bert_problem
+from problem_bench import problem_bench_args, write_results
 
 from evoquant.config import AlphaConfig, QuantConfig, WeightConfig
 from evoquant.evaluate.fitness import GenomeFitness
@@ -96,12 +95,7 @@ def variant_row(problem: Problem, weights: WeightConfig, alpha: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = problem_bench_args(__doc__, PROBLEMS, RESULTS)
     results: dict = {
         "inputs": {
             "configuration": "every layer W4A16, quant.scheme tensorrt",
@@ -129,9 +123,7 @@ def main() -> None:
             "layers": len(find_layers(problem.build_model())),
             "variants": rows,
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
