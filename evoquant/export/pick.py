@@ -84,6 +84,25 @@ def _heldout(front: Sequence[Point], argument: str) -> tuple[list[int], str, str
     return validated, HELDOUT_ERROR, argument
 
 
+def _within(
+    front: Sequence[Point],
+    candidates: Sequence[int],
+    metric: str,
+    limit: float,
+    label: str,
+    nearest: str,
+) -> list[int]:
+    """The candidates whose ``metric`` is at most ``limit``; none is a UserError that
+    names the ``nearest`` point's value, so the user sees how far off the limit is."""
+    within = [i for i in candidates if _metric(front[i], metric) <= limit]
+    if not within:
+        value = min(_metric(front[i], metric) for i in candidates)
+        raise UserError(
+            f"no front point has {label} <= {limit:g} ({nearest} has {value:.4g})"
+        )
+    return within
+
+
 def _min_error(front: Sequence[Point], argument: str) -> int:
     candidates, error, budget = _heldout(front, argument)
     metric, label = "relative_cost", "relative cost"
@@ -94,12 +113,7 @@ def _min_error(front: Sequence[Point], argument: str) -> int:
             budget[:-1],
         )
     limit = _number(budget, "budget")
-    within = [i for i in candidates if _metric(front[i], metric) <= limit]
-    if not within:
-        cheapest = min(_metric(front[i], metric) for i in candidates)
-        raise UserError(
-            f"no front point has {label} <= {limit:g} (the cheapest has {cheapest:.4g})"
-        )
+    within = _within(front, candidates, metric, limit, label, "the cheapest")
     return min(
         within, key=lambda i: (_metric(front[i], error), _metric(front[i], metric))
     )
@@ -108,12 +122,7 @@ def _min_error(front: Sequence[Point], argument: str) -> int:
 def _max_compression(front: Sequence[Point], argument: str) -> int:
     candidates, error, bound = _heldout(front, argument)
     limit = _number(bound, "error bound")
-    within = [i for i in candidates if _metric(front[i], error) <= limit]
-    if not within:
-        best = min(_metric(front[i], error) for i in candidates)
-        raise UserError(
-            f"no front point has {error} <= {limit:g} (the most accurate has {best:.4g})"
-        )
+    within = _within(front, candidates, error, limit, error, "the most accurate")
     return min(
         within, key=lambda i: (_metric(front[i], "f_bits"), _metric(front[i], error))
     )
