@@ -12,7 +12,7 @@ import hashlib
 import importlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -113,6 +113,27 @@ SCHEME_ALIASES = {"affine": "thesis", "symmetric": "tensorrt"}
 ``affine`` (asymmetric, zero-points; the thesis's) and ``symmetric`` (zero-point 0,
 what TensorRT runs). A config and run.json keep ``thesis``/``tensorrt``, so digests of
 configs written either way are the same."""
+
+
+def _in_range(field: str, value: int, low: int, high: int) -> int:
+    """``value`` when ``low <= value <= high``, else the ValueError pydantic reports."""
+    if value < low:
+        raise ValueError(f"{field} must be at least {low}")
+    if value > high:
+        raise ValueError(f"{field} must be at most {high}, not {value}")
+    return value
+
+
+def check_alphabet(alphabet: Iterable[int]) -> list[int]:
+    """The widths a gene may take: at least one, each of ``BIT_WIDTHS`` (a ValueError
+    names the first that is not); the config and a SearchSpace built in code alike."""
+    alphabet = list(alphabet)
+    if not alphabet:
+        raise ValueError("alphabet is empty")
+    for bits in alphabet:
+        if bits not in BIT_WIDTHS:
+            raise ValueError(f"{bits} bits is not one of {BIT_WIDTHS}")
+    return alphabet
 
 
 def scheme_name(value: Any) -> Any:
@@ -448,22 +469,12 @@ class SearchConfig(Section):
     @field_validator("pop_size")
     @classmethod
     def _check_pop(cls, value: int) -> int:
-        if value < 2:
-            raise ValueError("pop_size must be at least 2")
-        if value > MAX_POP_SIZE:
-            raise ValueError(f"pop_size must be at most {MAX_POP_SIZE}, not {value}")
-        return value
+        return _in_range("pop_size", value, 2, MAX_POP_SIZE)
 
     @field_validator("generations")
     @classmethod
     def _check_generations(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("generations must be at least 1")
-        if value > MAX_GENERATIONS:
-            raise ValueError(
-                f"generations must be at most {MAX_GENERATIONS}, not {value}"
-            )
-        return value
+        return _in_range("generations", value, 1, MAX_GENERATIONS)
 
     @field_validator("offspring")
     @classmethod
@@ -491,12 +502,7 @@ class SearchConfig(Section):
     @field_validator("alphabet")
     @classmethod
     def _check_alphabet(cls, alphabet: list[int]) -> list[int]:
-        if not alphabet:
-            raise ValueError("alphabet is empty")
-        for bits in alphabet:
-            if bits not in BIT_WIDTHS:
-                raise ValueError(f"{bits} bits is not one of {BIT_WIDTHS}")
-        return alphabet
+        return check_alphabet(alphabet)
 
     @field_validator("objectives")
     @classmethod
@@ -553,11 +559,7 @@ class EvaluatorConfig(Section):
     @field_validator("workers")
     @classmethod
     def _check_workers(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError("workers must be at least 1")
-        if value is not None and value > MAX_WORKERS:
-            raise ValueError(f"workers must be at most {MAX_WORKERS}, not {value}")
-        return value
+        return None if value is None else _in_range("workers", value, 1, MAX_WORKERS)
 
     @field_validator("gpus_per_worker")
     @classmethod
@@ -585,23 +587,12 @@ class EvaluatorConfig(Section):
     @field_validator("threads_per_worker")
     @classmethod
     def _check_threads(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("threads_per_worker must be at least 1")
-        if value > MAX_THREADS_PER_WORKER:
-            raise ValueError(
-                f"threads_per_worker must be at most {MAX_THREADS_PER_WORKER}, "
-                f"not {value}"
-            )
-        return value
+        return _in_range("threads_per_worker", value, 1, MAX_THREADS_PER_WORKER)
 
     @field_validator("retries")
     @classmethod
     def _check_retries(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("retries must be 0 or more")
-        if value > MAX_RETRIES:
-            raise ValueError(f"retries must be at most {MAX_RETRIES}, not {value}")
-        return value
+        return _in_range("retries", value, 0, MAX_RETRIES)
 
 
 class RunConfig(Section):

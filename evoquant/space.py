@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from evoquant.config import RunConfig
+from evoquant.config import RunConfig, check_alphabet
 from evoquant.errors import UserError
 from evoquant.quant.fakequant import BIT_WIDTHS
 from evoquant.quant.layers import Layer
@@ -99,13 +99,11 @@ def target_rules(name: str):
 
 
 def _check_alphabet(alphabet: Iterable[int]) -> tuple[int, ...]:
-    levels = tuple(sorted(set(alphabet)))
-    if not levels:
-        raise UserError("search.alphabet is empty")
-    for bits in levels:
-        if bits not in BIT_WIDTHS:
-            raise UserError(f"search.alphabet: {bits} bits is not one of {BIT_WIDTHS}")
-    return levels
+    """The alphabet as ascending levels, checked as a config's is."""
+    try:
+        return tuple(sorted(set(check_alphabet(alphabet))))
+    except ValueError as error:
+        raise UserError(f"search.alphabet: {error}") from None
 
 
 def _resolve_fixed(

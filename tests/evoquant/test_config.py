@@ -327,7 +327,7 @@ def test_probabilities_at_their_edges_are_fine():
         ({"threads_per_worker": 10**6}, "threads_per_worker must be at most 1024"),
         ({"threads_per_worker": 0}, "threads_per_worker must be at least 1"),
         ({"retries": 10**9}, "retries must be at most 100"),
-        ({"retries": -1}, "retries must be 0 or more"),
+        ({"retries": -1}, "retries must be at least 0"),
         ({"retries": False}, "evaluator.retries: Input should be a number, not a bool"),
         ({"gpus_per_worker": -0.5}, "gpus_per_worker must be 0 or more"),
         ({"gpus_per_worker": 1.5}, "more than one GPU must be a whole number"),
