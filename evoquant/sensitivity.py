@@ -26,21 +26,16 @@ MetricsOf = Callable[[list[list[int]]], Mapping[Genome, Mapping[str, Any]]]
 
 
 def base_levels(space: SearchSpace, base_bits: int) -> np.ndarray:
-    """Level indices of the base genome: every gene at ``base_bits`` where its alphabet
-    has it, fixed genes (one width) at theirs; a gene that lacks it is a UserError."""
-    levels = np.zeros(space.n_genes, dtype=int)
-    for gene, (name, alphabet) in enumerate(
-        zip(space.gene_names, space.gene_alphabets)
-    ):
-        if len(alphabet) == 1:
-            continue
-        if base_bits not in alphabet:
-            raise UserError(
-                f"sensitivity base width {base_bits} bits is not in the alphabet "
-                f"{list(alphabet)} of {name}: choose search.seeding.base_bits from it"
-            )
-        levels[gene] = alphabet.index(base_bits)
-    return levels
+    """Level indices of the base genome: every gene at ``base_bits``, fixed genes (one
+    width) at theirs; a gene whose alphabet lacks it is a UserError."""
+    bits = [a[0] if len(a) == 1 else base_bits for a in space.gene_alphabets]
+    try:
+        return space.from_bits(bits)
+    except UserError as error:
+        raise UserError(
+            f"sensitivity base width {base_bits} bits: {error}; choose "
+            "search.seeding.base_bits from it"
+        ) from None
 
 
 def probe_levels(space: SearchSpace, base_bits: int) -> np.ndarray:
