@@ -78,15 +78,8 @@ def score_genomes(
     """Each genome's metrics on the validation batches, beside its search error;
     ``to_configs`` resolves a genome as the search did (``SearchSpace.bit_configs``)."""
     points = []
-    with scoring(
-        problem,
-        model,
-        table,
-        layers,
-        config.error,
-        problem.validation_batches,
-        config.evaluator.threads_per_worker,
-    ) as score:
+    batches = problem.validation_batches
+    with scoring(problem, model, table, layers, config, batches) as score:
         for bits, label, searched in genomes:
             error = searched.get("error")
             points.append(

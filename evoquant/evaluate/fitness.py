@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.attempt import Configs, attempt, fixed_threads
 from evoquant.problem import Problem
@@ -106,15 +107,16 @@ def scoring(
     model: nn.Module,
     table: QuantTable,
     layers: Sequence[Layer],
-    error: str,
+    config: RunConfig,
     batches: Sequence,
-    threads: int,
 ) -> Iterator[Callable[[Configs], dict[str, Any]]]:
     """Score configurations after a search (validation, export) as the search scored
-    them: the FP32 references and every attempt at the run's thread count, a failure
-    recorded as ``{"failed": ...}``; the quantizer leaves ``model`` on exit."""
+    them: the run's error objective, the FP32 references and every attempt at its
+    thread count, a failure recorded as ``{"failed": ...}``; the quantizer leaves
+    ``model`` on exit."""
+    threads = config.evaluator.threads_per_worker
     with fixed_threads(threads):
-        fitness = GenomeFitness(problem, model, table, layers, error, batches)
+        fitness = GenomeFitness(problem, model, table, layers, config.error, batches)
     try:
         yield lambda configs: attempt(fitness, list(configs), threads)
     finally:

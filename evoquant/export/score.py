@@ -43,14 +43,6 @@ def score_configs(
     for role, batches in roles.items():
         if not batches:
             continue
-        with scoring(
-            problem,
-            model,
-            table,
-            layers,
-            config.error,
-            batches,
-            config.evaluator.threads_per_worker,
-        ) as score:
+        with scoring(problem, model, table, layers, config, batches) as score:
             scores[role] = score(configs)
     return scores

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from evoquant.api import Problem
-from evoquant.config import AlphaConfig, QuantConfig
+from evoquant.config import AlphaConfig, QuantConfig, parse_config
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness, scoring
 from evoquant.quant.layers import find_layers
@@ -162,7 +162,10 @@ def test_scoring_scores_as_the_search_does_then_unwraps_the_model():
     with torch.no_grad():
         fp32 = [model(batch) for batch in batches]
     threads = torch.get_num_threads()
-    with scoring(problem, model, table, layers, "f_cos", batches, 1) as score:
+    config = parse_config(
+        {"problem": {"name": "tiny"}, "evaluator": {"threads_per_worker": 1}}
+    )
+    with scoring(problem, model, table, layers, config, batches) as score:
         w4 = score([(4, 8), (4, 8)])
         assert torch.get_num_threads() == threads  # only attempts run on one thread
     with torch.no_grad():  # the quantizer is off the model
