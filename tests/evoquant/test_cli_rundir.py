@@ -516,4 +516,9 @@ def test_a_two_genes_search_reports_every_gene(tmp_path, cli, monkeypatch):
     point = json.loads((tmp_path / "runs/two/front.json").read_text())["points"][0]
     assert list(point["bits"])[:2] == ["stem.0 (W)", "stem.0 (A)"]
     assert len(point["bits"]) == 20
+    genes = list(point["bits"].values())
+    assert list(point["configs"].values()) == [
+        genes[i : i + 2] for i in range(0, 20, 2)
+    ]
+    assert next(iter(point["configs"])) == "stem.0"
     assert cli("resume", "runs/two", "--generations", "3", "-q") == 0
