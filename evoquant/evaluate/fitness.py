@@ -116,7 +116,15 @@ def scoring(
     ``model`` on exit."""
     threads = config.evaluator.threads_per_worker
     with fixed_threads(threads):
-        fitness = GenomeFitness(problem, model, table, layers, config.error, batches)
+        fitness = GenomeFitness(
+            problem,
+            model,
+            table,
+            layers,
+            config.error,
+            batches,
+            compiled=config.evaluator.compile,
+        )
     try:
         yield lambda configs: attempt(fitness, list(configs), threads)
     finally:

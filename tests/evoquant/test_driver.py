@@ -227,3 +227,24 @@ def test_the_progress_of_a_resumed_search_ends_where_an_uninterrupted_one_does(
     assert resumed.total == resumed.bar.tasks[0].completed == evaluated
     assert resumed.evaluated == evaluated - before
     assert resumed.cache_hits == sum(hits[gen] for gen in (3, 4, 5))
+
+
+@pytest.mark.slow
+def test_a_compiled_search_scores_its_genomes_as_an_eager_one(tmp_path):
+    from evoquant.config import with_overrides
+
+    compiled = with_overrides(config(), {"evaluator": {"compile": True}})
+    errors = {}
+    for name, cfg in {"eager": config(), "compiled": compiled}.items():
+        run_search(cfg, tmp_path / name, show_progress=False)
+        archive = Archive(tmp_path / name / ARCHIVE_FILE)
+        errors[name] = {
+            tuple(r["genome"]): r["metrics"]["error"] for r in archive.records()
+        }
+        archive.close()
+    shared = errors["eager"].keys() & errors["compiled"].keys()
+    assert len(shared) >= 4
+    for genome in shared:
+        assert errors["compiled"][genome] == pytest.approx(
+            errors["eager"][genome], rel=1e-2
+        )

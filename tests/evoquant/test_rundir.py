@@ -46,6 +46,7 @@ def test_the_scoring_digest_follows_only_what_scores_depend_on():
         {"layers": {"exclude": ["fc"]}},
         {"error": "f_cos_max"},
         {"evaluator": {"threads_per_worker": 2}},
+        {"evaluator": {"compile": True}},  # fused kernels round differently
     ]
     for updates in changed:
         assert scoring_digest(with_overrides(CONFIG, updates)) != scoring_digest(CONFIG)

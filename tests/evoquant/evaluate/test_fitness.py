@@ -8,7 +8,9 @@ from evoquant.api import Problem
 from evoquant.config import AlphaConfig, QuantConfig, parse_config
 from evoquant.errors import UserError
 from evoquant.evaluate.fitness import GenomeFitness, scoring
+from evoquant.quant.attention import DISCOVERED
 from evoquant.quant.layers import find_layers
+from evoquant.quant.model import WRAPPED
 from evoquant.quant.table import build_quant_table
 
 CONV_WEIGHTS, FC_WEIGHTS = 4 * 1 * 3 * 3, 3 * 4 * 4 * 4
@@ -173,3 +175,36 @@ def test_scoring_scores_as_the_search_does_then_unwraps_the_model():
     expected = GenomeFitness(problem, model, table, layers, "f_cos", batches)
     assert w4["error"] == pytest.approx(expected([4, 4])["error"], rel=1e-6)
     assert w4["error"] > 0
+
+
+def test_compiling_a_problem_that_says_it_cannot_be_is_refused():
+    problem, model, layers, table = parts(Calls(), compilable=False)
+    with pytest.raises(UserError, match="problem tiny runs its model in a way"):
+        GenomeFitness(problem, model, table, layers, compiled=True)
+    assert not getattr(model, WRAPPED, False)
+
+
+def test_compiling_routed_attention_is_refused():
+    problem, model, layers, table = parts(Calls())
+    setattr(model, DISCOVERED, ("0.matmul_0",))
+    with pytest.raises(UserError, match="layers.attention: off"):
+        GenomeFitness(problem, model, table, layers, compiled=True)
+
+
+def test_an_unknown_error_metric_leaves_the_model_unwrapped():
+    problem, model, layers, table = parts(Calls())
+    with pytest.raises(UserError, match="error metric 'nope'"):
+        GenomeFitness(problem, model, table, layers, "nope")
+    assert not getattr(model, WRAPPED, False)
+
+
+@pytest.mark.slow
+def test_the_compiled_mode_scores_as_the_eager_one():
+    eager = fitness_of()[0]
+    problem, model, layers, table = parts(Calls())
+    compiled = GenomeFitness(problem, model, table, layers, compiled=True)
+    assert compiled(None)["error"] == pytest.approx(0.0, abs=1e-12)
+    for genome in ([4, 4], [8, 4], [(8, 8), (4, 8)]):
+        expected, got = eager(genome), compiled(genome)
+        assert got["f_bits"] == expected["f_bits"]
+        assert got["error"] == pytest.approx(expected["error"], rel=1e-2, abs=1e-9)
