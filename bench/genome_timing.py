@@ -73,7 +73,8 @@ def time_genomes(
     timed = variants(wrapped[0], "") | {"baseline": lambda: forward(baseline)}
     compile_seconds = None
     if compiled is not None:
-        wrapped.append(QuantizedModel(compiled, table, compiled=True))
+        parts = [part.module for part in problem.export_parts]
+        wrapped.append(QuantizedModel(compiled, table, compiled=True, parts=parts))
         start = time.perf_counter()
         for genome in (None, genomes[0]):  # FP32 and quantized weights: two graphs
             wrapped[1].apply(genome)

@@ -74,9 +74,10 @@ class Problem:
     ``discover_attention`` False keeps the genome to the model's own modules: attention products it computes
     without a ``QuantMatMul`` stay FP32 whatever ``layers.attention`` says (a genome
     pinned to a published layer list, as the thesis's BEVFusion).
-    ``compilable`` False says ``torch.compile`` cannot run the problem's model: its
-    ``run`` goes through another method than the forward (mmengine's ``test_step``),
-    or the forward does what dynamo cannot trace; ``evaluator.compile`` is refused.
+    ``compilable`` False says ``torch.compile`` cannot run the problem's model (or was
+    never tried on it); ``evaluator.compile`` is then refused. Compiled, the model's
+    forward is compiled, or with ``export_parts`` each part's: a ``run`` that goes
+    through another method than the forward (mmengine's ``test_step``) needs parts.
 
     The batches play three roles, which must not share samples: ``calibration_batches``
     set the quantizers' ranges, ``fitness_batches`` give the error the search minimises,

@@ -25,8 +25,8 @@ def check_compilable(problem: Problem, model: nn.Module) -> None:
     """``evaluator.compile`` needs a model dynamo can trace as the problem runs it."""
     if not problem.compilable:
         raise UserError(
-            f"evaluator.compile: problem {problem.name} runs its model in a way "
-            "torch.compile cannot trace; set evaluator.compile: false"
+            f"evaluator.compile: problem {problem.name} is not one torch.compile "
+            "runs (Problem.compilable is False); set evaluator.compile: false"
         )
     if getattr(model, DISCOVERED, ()):
         raise UserError(
@@ -63,7 +63,8 @@ class GenomeFitness:
         self.batches = problem.fitness_batches if batches is None else batches
         if compiled:
             check_compilable(problem, model)
-        self.quantized = QuantizedModel(model, table, compiled)
+        parts = [part.module for part in problem.export_parts]
+        self.quantized = QuantizedModel(model, table, compiled, parts)
         self.reference, _ = self.outputs(None)
         available = self.error_metrics(self.reference)
         if error not in available:

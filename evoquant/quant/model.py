@@ -9,7 +9,9 @@ references and an evaluation costs what it did when the table held float copies.
 ``compiled=True`` runs the model through ``torch.compile`` with the quantizers held as
 tensors (``traced``): eager quantize-dequantize is four passes over every input, which
 on a small model is a tenth of its forward; compiled, they fuse into the kernels
-around them.
+around them. A model run through another method than its forward (mmengine's
+``test_step``) has its ``parts`` compiled instead, the tensor sub-networks its
+problem exports one by one.
 """
 
 from __future__ import annotations
@@ -114,12 +116,18 @@ def _to(quantizers: tuple[QParams, ...], device: torch.device) -> tuple[QParams,
 class QuantizedModel:
     """Wraps an FP32 model (in place) so that ``apply(genome)`` selects per-layer precisions.
 
-    Run it through ``runnable``: the model, or with ``compiled`` its ``torch.compile``d
-    forward (a problem that calls another method, such as mmengine's ``test_step``,
-    reaches the model's own, eager one through it).
+    Run it through ``runnable``: the model, or with ``compiled`` and no ``parts`` its
+    ``torch.compile``d forward (which a problem calling another method, such as
+    mmengine's ``test_step``, would bypass: give those the parts to compile).
     """
 
-    def __init__(self, model: nn.Module, table: QuantTable, compiled: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        table: QuantTable,
+        compiled: bool = False,
+        parts: Sequence[str] = (),
+    ):
         if getattr(model, WRAPPED, False):
             raise UserError(
                 "model is already wrapped by a QuantizedModel (its weights may be "
@@ -144,7 +152,12 @@ class QuantizedModel:
             )
             for layer in self._layers
         ]
-        self.runnable: nn.Module = torch.compile(model) if compiled else model
+        self._compiled_parts = [model.get_submodule(name) for name in parts if compiled]
+        for part in self._compiled_parts:
+            part.forward = torch.compile(part.forward)
+        self.runnable: nn.Module = (
+            torch.compile(model) if compiled and not parts else model
+        )
         self._by_weight_bits = _unique_weight_widths(table.bit_configs)
         setattr(model, WRAPPED, True)
 
@@ -186,6 +199,8 @@ class QuantizedModel:
         self.apply(None)
         for handle in self._handles:
             handle.remove()
+        for part in self._compiled_parts:
+            del part.forward  # the class's own again
         setattr(self.model, WRAPPED, False)
 
 

@@ -383,7 +383,7 @@ def detector_problem(
         error_metrics=box_errors,
         export_parts=EXPORT_PARTS,
         discover_attention=False,  # the thesis's 108 layers: the head's MHA stays FP32
-        compilable=False,  # run is test_step, data samples and numpy post-processing
+        compilable=False,  # its parts' CUDA ops (BEV pooling, sparse conv) never traced
     )
 
 

@@ -92,5 +92,4 @@ def bevfusion_mini_problem(
         export_parts=EXPORT_PARTS,
         validation_batches=validation,
         discover_attention=False,  # the thesis's 108 layers: the head's MHA stays FP32
-        compilable=False,  # run is test_step, data samples and numpy post-processing
     )

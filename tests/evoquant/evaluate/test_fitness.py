@@ -179,7 +179,7 @@ def test_scoring_scores_as_the_search_does_then_unwraps_the_model():
 
 def test_compiling_a_problem_that_says_it_cannot_be_is_refused():
     problem, model, layers, table = parts(Calls(), compilable=False)
-    with pytest.raises(UserError, match="problem tiny runs its model in a way"):
+    with pytest.raises(UserError, match="problem tiny is not one torch.compile runs"):
         GenomeFitness(problem, model, table, layers, compiled=True)
     assert not getattr(model, WRAPPED, False)
 

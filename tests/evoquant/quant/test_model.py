@@ -152,3 +152,24 @@ def test_the_compiled_mode_matches_eager_and_compiles_once(
     assert _compiled_graphs() - before <= 2
     compiled.remove()
     assert compiled.runnable is not tiny_model
+
+
+@pytest.mark.slow
+def test_compiled_parts_serve_a_model_run_through_another_method(
+    tiny_model, tiny_batches, table
+):
+    eager = QuantizedModel(copy.deepcopy(tiny_model), table)
+    compiled = QuantizedModel(tiny_model, table, compiled=True, parts=["stem"])
+    assert compiled.runnable is tiny_model  # the parts are compiled, not the forward
+    batch = tiny_batches[0]
+    before = _compiled_graphs()
+    with torch.no_grad():
+        for genome in (None, [2, 8, 4, 16, 8], [8, 2, 16, 4, 2]):
+            eager.apply(genome)
+            compiled.apply(genome)
+            expected = eager.model.stem(batch)
+            got = tiny_model.stem(batch)  # as a test_step would reach it
+            assert (got - expected).norm() / expected.norm() < 1e-3
+    assert 1 <= _compiled_graphs() - before <= 2
+    compiled.remove()
+    assert "forward" not in vars(tiny_model.stem)
