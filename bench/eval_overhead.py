@@ -70,8 +70,13 @@ def compiled_ratios(medians: dict) -> dict:
     if medians["compile_seconds"] is None:
         return {"compiled": "not compilable (Problem.compilable is False)"}
     wall = medians["wall"]
+    saved = wall["genome"] - wall["compiled_genome"]
     return {
         "compile_seconds": medians["compile_seconds"],
+        # forwards of this batch after which the compile has paid for itself
+        "break_even_forwards": medians["compile_seconds"] / saved
+        if saved > 0
+        else None,
         "compiled_fp32_forward_ms_median": 1e3 * wall["compiled_fp32"],
         "compiled_apply_plus_forward_ms_median": 1e3 * wall["compiled_genome"],
         "compiled_ratio": wall["compiled_genome"] / wall["fp32"],
