@@ -13,7 +13,7 @@ from evoquant.checkpoint import Checkpoint
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.attempt import deterministic_cuda, fixed_threads
-from evoquant.evaluate.fitness import GenomeFitness, check_compilable
+from evoquant.evaluate.fitness import GenomeFitness
 from evoquant.evaluate.local import LocalEvaluator
 from evoquant.evaluate.ray_backend import RayEvaluator
 from evoquant.evaluate.ray_session import check_address
@@ -82,8 +82,6 @@ def build_evaluator(
 ) -> LocalEvaluator | RayEvaluator:
     """The configured back-end, not started yet: Ray comes up when it is entered."""
     options = config.evaluator
-    if options.compile:  # before any worker builds a model to find out
-        check_compilable(prepared.problem, prepared.model)
     if options.backend == "local":
         # the FP32 references, made the way a Ray worker makes them
         with fixed_threads(options.threads_per_worker):

@@ -10,8 +10,9 @@ from typing import TextIO
 from torch import nn
 
 from evoquant.config import RunConfig
+from evoquant.errors import UserError
 from evoquant.problem import Problem, build_problem
-from evoquant.quant.attention import discover_attention
+from evoquant.quant.attention import DISCOVERED, discover_attention
 from evoquant.quant.layers import Layer, find_layers
 from evoquant.quant.reach import unreached_layers
 from evoquant.quant.table import QuantTable, load_or_build
@@ -44,6 +45,20 @@ def prepare_model(problem: Problem, attention: str = "auto") -> nn.Module:
                 "%d attention product(s) made layers: %s", len(found), ", ".join(found)
             )
     return model
+
+
+def check_compilable(problem: Problem, model: nn.Module) -> None:
+    """``evaluator.compile`` needs a model dynamo can trace as the problem runs it."""
+    if not problem.compilable:
+        raise UserError(
+            f"evaluator.compile: problem {problem.name} is not one torch.compile "
+            "runs (Problem.compilable is False); set evaluator.compile: false"
+        )
+    if getattr(model, DISCOVERED, ()):
+        raise UserError(
+            "evaluator.compile: torch.compile cannot trace the routing of the attention "
+            "products made layers; set evaluator.compile: false or layers.attention: off"
+        )
 
 
 def build_model_and_layers(config: RunConfig) -> tuple[Problem, nn.Module, list[Layer]]:
@@ -93,8 +108,11 @@ def prepare(
     progress: TextIO | None = None,
 ) -> Prepared:
     """Build the problem and its model, then load the run's QuantTable or calibrate anew
-    (reporting on ``progress``, e.g. stderr)."""
+    (reporting on ``progress``, e.g. stderr). A model ``evaluator.compile`` cannot run
+    is refused before the calibration."""
     problem, model, layers = build_model_and_layers(config)
+    if config.evaluator.compile:
+        check_compilable(problem, model)
     table, rebuilt = load_or_build(
         run_dir,
         model,

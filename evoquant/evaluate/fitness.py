@@ -12,27 +12,13 @@ from torch import nn
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
 from evoquant.evaluate.attempt import Configs, attempt, fixed_threads
+from evoquant.pipeline import check_compilable
 from evoquant.problem import Problem
-from evoquant.quant.attention import DISCOVERED
 from evoquant.quant.layers import Layer
 from evoquant.quant.model import Gene, QuantizedModel
 from evoquant.quant.table import QuantTable
 from fitness.bits import bit_metrics
 from fitness.cosine import f_cos
-
-
-def check_compilable(problem: Problem, model: nn.Module) -> None:
-    """``evaluator.compile`` needs a model dynamo can trace as the problem runs it."""
-    if not problem.compilable:
-        raise UserError(
-            f"evaluator.compile: problem {problem.name} is not one torch.compile "
-            "runs (Problem.compilable is False); set evaluator.compile: false"
-        )
-    if getattr(model, DISCOVERED, ()):
-        raise UserError(
-            "evaluator.compile: torch.compile cannot trace the routing of the attention "
-            "products made layers; set evaluator.compile: false or layers.attention: off"
-        )
 
 
 class GenomeFitness:

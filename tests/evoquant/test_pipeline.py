@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evoquant.config import parse_config
+from evoquant.config import parse_config, with_overrides
 from evoquant.errors import UserError
 from evoquant.pipeline import build_model_and_layers, prepare
 from evoquant.quant.matmul import QuantMatMul
@@ -130,6 +130,15 @@ def test_the_attention_of_the_built_in_transformer_and_of_bert_is_found():
 
 def test_layers_attention_off_leaves_the_attention_fp32():
     assert matmuls(transformer(VIT, attention="off")) == []
+
+
+def test_compiling_routed_attention_is_refused_before_the_calibration(tmp_path):
+    cfg = with_overrides(transformer(VIT), {"evaluator": {"compile": True}})
+    with pytest.raises(UserError, match="cannot trace the routing"):
+        prepare(cfg, tmp_path)
+    assert not (tmp_path / TABLE_META_FILE).exists()
+    prepare(with_overrides(cfg, {"layers": {"attention": "off"}}), tmp_path)
+    assert (tmp_path / TABLE_META_FILE).exists()
 
 
 def test_a_dead_layer_is_excluded_and_named_in_the_log(caplog):
