@@ -109,7 +109,8 @@ def test_target_tensorrt_implies_its_scheme_and_bit_configs():
     config = parse_config(BASE | {"target": "tensorrt"})
     assert config.quant.scheme == "tensorrt"
     assert config.quant.bit_configs == [tuple(c) for c in TENSORRT_BIT_CONFIGS]
-    assert parse_config(BASE).target is None
+    plain = parse_config(BASE)
+    assert plain.target is None and plain.quant.scheme == "thesis"
     assert "target" not in parse_config(BASE).model_dump(exclude_defaults=True)
     kept = parse_config(
         BASE | {"target": "tensorrt", "quant": {"bit_configs": [[8, 8]]}}

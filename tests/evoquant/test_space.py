@@ -1,9 +1,18 @@
+import numpy as np
 import pytest
 import torch
+from pymoo.core.problem import Problem
 from torch import nn
 
+from evoquant import targets
 from evoquant.config import RunConfig
 from evoquant.errors import UserError
+from evoquant.operators import (
+    AdjacentBitMutation,
+    HalfSplitCrossover,
+    RandomResetMutation,
+    UniformPlusRandomSampling,
+)
 from evoquant.quant.layers import Layer, find_layers
 from evoquant.quant.matmul import QuantMatMul
 from evoquant.space import SearchSpace, measure_macs
@@ -144,3 +153,93 @@ class TinyNet(nn.Module):
 @pytest.fixture
 def tiny_model():
     return TinyNet().eval()
+
+
+# ---- target: tensorrt: a space that only ever holds deployable genes ---------------
+
+TRT_LAYERS = [
+    Layer("stem", "conv2d", 432),
+    Layer("proj", "linear", 128 * 64),
+    Layer("small", "linear", 32 * 10),
+    Layer("attn", "matmul", 0),
+]
+TRT_SHAPES = {"stem": (16, 3, 3, 3), "proj": (64, 128), "small": (10, 32)}
+
+
+def test_target_space_keeps_only_what_each_layer_can_run():
+    space = SearchSpace(TRT_LAYERS, target="tensorrt", weight_shapes=TRT_SHAPES)
+    assert space.gene_alphabets == [(8, 16), (4, 8, 16), (8, 16), (8, 16)]
+    assert space.bit_configs([16, 4, 8, 8]) == [(16, 16), (4, 16), (8, 8), (8, 8)]
+    assert space.reachable_configs() == {(4, 16), (8, 8), (16, 16)}
+    assert [space.to_bits(g) for g in space.uniform_genomes()] == [
+        [8, 8, 8, 8],
+        [16, 16, 16, 16],
+    ]
+    without_shapes = SearchSpace(TRT_LAYERS, target="tensorrt")
+    assert without_shapes.gene_alphabets[1] == (8, 16)  # INT4 needs the weight shape
+
+
+def test_target_space_refuses_what_it_cannot_deploy():
+    with pytest.raises(UserError, match="pins stem to 4 bits"):
+        SearchSpace(
+            TRT_LAYERS, fixed={"stem": 4}, target="tensorrt", weight_shapes=TRT_SHAPES
+        )
+    with pytest.raises(UserError, match="no width of search.alphabet"):
+        SearchSpace(
+            TRT_LAYERS, alphabet=[2, 4], target="tensorrt", weight_shapes=TRT_SHAPES
+        )
+    with pytest.raises(UserError, match="search.policy thesis"):
+        SearchSpace(TRT_LAYERS, policy="two_genes", target="tensorrt")
+    with pytest.raises(UserError, match="unknown target"):
+        SearchSpace(TRT_LAYERS, target="tpu")
+
+
+def _random_space(rng):
+    kinds = rng.choice(["conv2d", "linear", "matmul"], size=rng.integers(2, 12))
+    layers, shapes = [], {}
+    for i, kind in enumerate(kinds):
+        name = f"m{i // 3}.l{i}"
+        if kind == "conv2d":
+            shapes[name] = (int(rng.integers(1, 64)), int(rng.integers(1, 64)), 3, 3)
+        elif kind == "linear":
+            shapes[name] = (
+                int(rng.integers(1, 64)),
+                int(rng.choice([8, 32, 64, 96, 128, 192, 512, 100])),
+            )
+        weights = int(np.prod(shapes[name])) if name in shapes else 0
+        layers.append(Layer(name, str(kind), weights))
+    alphabet = {int(b) for b in rng.choice([2, 4, 8, 16], size=rng.integers(1, 5))}
+    alphabet.add(int(rng.choice([8, 16])))
+    space = SearchSpace(
+        layers, alphabet=alphabet, target="tensorrt", weight_shapes=shapes
+    )
+    return space, layers, shapes
+
+
+def test_no_sampled_or_bred_genome_of_a_target_space_needs_a_promotion():
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(60):
+        space, layers, shapes = _random_space(rng)
+        problem = Problem(n_var=space.n_genes, xl=space.xl, xu=space.xu, vtype=int)
+        X = UniformPlusRandomSampling(space.uniform_genomes())._do(
+            problem, 30, random_state=rng
+        )
+        offspring = [X]
+        for mutation in (AdjacentBitMutation(prob_var=0.5), RandomResetMutation(0.5)):
+            offspring.append(mutation._do(problem, X, random_state=rng))
+        if space.n_genes > 1:
+            pairs = np.stack([X[rng.permutation(len(X))] for _ in range(2)])
+            for split in ("midpoint", "random"):
+                children = HalfSplitCrossover(split)._do(
+                    problem, pairs, random_state=rng
+                )
+                offspring += list(children)
+        for genome in np.vstack(offspring):
+            configs = space.bit_configs(space.to_bits(genome))
+            for layer, config in zip(layers, configs):
+                shape = shapes.get(layer.name, ())
+                assert config in targets.deployable_configs(layer.kind, shape)
+                assert targets.deploy(config, layer.kind, shape) == config
+                checked += 1
+    assert checked > 10_000

@@ -2,14 +2,12 @@ import pytest
 import torch
 
 from evoquant.quant.blockwise import (
-    BlockQParams,
     block_qparams,
     block_ranges,
     fake_quantize_blocks,
 )
 from evoquant.quant.fakequant import QParams, compute_qparams, fake_quantize
-from evoquant.quant.qparams import quantize_weight, weight_qparams
-from evoquant.targets import layer_block_size
+from evoquant.quant.qparams import weight_qparams
 
 
 def weight(*shape: int) -> torch.Tensor:
@@ -59,11 +57,9 @@ def test_a_block_as_wide_as_the_row_is_per_channel():
     )
 
 
-def test_the_block_falls_back_to_64_where_128_does_not_divide_the_rows():
-    assert layer_block_size(192, 128) == 64
-    assert layer_block_size(256, 128) == 128
-    assert layer_block_size(96, 128) == 128  # neither divides: one short block
+def test_blocks_of_128_fall_back_to_64_where_128_does_not_divide_the_rows():
     assert block_qparams(weight(2, 192), 4, "tensorrt", 128).block_size == 64
+    assert block_qparams(weight(2, 96), 4, "tensorrt", 128).scale.shape == (2, 1)
 
 
 def test_tensorrt_blocks_have_fp16_scales_and_an_fp16_weight():
@@ -85,20 +81,3 @@ def test_a_per_block_alpha_scales_each_block():
     scaled = block_qparams(w, 4, "thesis", 4, alpha)
     assert torch.allclose(scaled.scale, plain.scale * alpha)
     assert torch.equal(scaled.zero_point, plain.zero_point)
-
-
-def test_blocks_apply_to_four_bits_and_fewer_only():
-    w = weight(3, 256)
-    assert isinstance(weight_qparams(w, 4, "thesis", block_size=128), BlockQParams)
-    assert isinstance(weight_qparams(w, 2, "thesis", block_size=128), BlockQParams)
-    eight = weight_qparams(w, 8, "thesis", block_size=128)
-    assert isinstance(eight, QParams) and eight.scale.shape == (3,)
-
-
-def test_tensorrt_int4_per_channel_is_one_fp16_block_per_row():
-    w = weight(3, 256)
-    qp = weight_qparams(w, 4, "tensorrt")
-    assert isinstance(qp, BlockQParams) and qp.scale.shape == (3, 1)
-    assert qp.block_size == 256
-    exact = fake_quantize(w, compute_qparams(w.amin(1), w.amax(1), 4, "tensorrt", 0))
-    assert torch.allclose(quantize_weight(w, qp), exact, rtol=2e-3, atol=1e-6)
