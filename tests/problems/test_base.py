@@ -1,72 +1,10 @@
-"""The three data roles of a problem: calibration, fitness and validation share no sample."""
+"""``problems.base``: the old import path of the problem protocol goes on working."""
 
-import logging
-
-import pytest
-import torch
-
-from evoquant.api import Problem, role_overlaps, sample_fingerprints
+import evoquant.api
+from problems import base
 
 
-def images(count: int, seed: int) -> torch.Tensor:
-    return torch.randn(count, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
-
-
-def make(calibration, fitness, validation=()) -> Problem:
-    return Problem(
-        "roles", torch.nn.Identity, calibration, fitness, lambda m, b: m(b),
-        validation_batches=validation,
-    )  # fmt: skip
-
-
-def test_disjoint_roles_pass_silently(caplog):
-    with caplog.at_level(logging.WARNING):
-        problem = make([images(8, 0)], [images(8, 1)], [images(8, 2)])
-    assert role_overlaps(problem) == {}
-    assert caplog.text == ""
-
-
-def test_fitness_batches_taken_from_the_calibration_batches_are_warned_about(caplog):
-    calibration = [images(8, 0), images(8, 1)]
-    with caplog.at_level(logging.WARNING):
-        problem = make(calibration, calibration[1:], [images(4, 2)])
-    assert role_overlaps(problem) == {("calibration", "fitness"): 8}
-    assert "8 fitness sample(s) are also calibration samples" in caplog.text
-
-
-def test_samples_are_found_in_other_batches_and_orders():
-    """The user's case: the fitness set a re-batched subset of the calibration set."""
-    calibration = images(16, 0)
-    fitness = [calibration[[3, 1, 9]], calibration[10:12]]
-    problem = make([calibration], fitness, [torch.cat([images(2, 5), calibration[:1]])])
-    assert role_overlaps(problem) == {
-        ("calibration", "fitness"): 5,
-        ("calibration", "validation"): 1,
-    }
-
-
-def test_a_sample_is_all_its_tensors():
-    """Equal labels or masks alone are no shared sample; the whole sample is."""
-    labels = torch.zeros(4, dtype=torch.long)
-    mask = torch.ones(4, 6)
-    calibration = [{"ids": torch.arange(24).view(4, 6), "mask": mask, "y": labels}]
-    fitness = [{"ids": torch.arange(24, 48).view(4, 6), "mask": mask, "y": labels}]
-    assert role_overlaps(make(calibration, fitness)) == {}
-    again = [{"ids": torch.arange(6).view(1, 6), "mask": mask[:1], "y": labels[:1]}]
-    assert role_overlaps(make(calibration, fitness, again)) == {
-        ("calibration", "validation"): 1
-    }
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.int8])
-def test_fingerprints_read_every_dtype(dtype):
-    batch = (images(4, 0) * 10).to(dtype)
-    assert len(sample_fingerprints([batch])) == 4
-    assert not sample_fingerprints([batch]) & sample_fingerprints([batch.float()])
-
-
-def test_batches_without_tensors_have_no_samples():
-    assert (
-        sample_fingerprints([{"text": "a sentence"}, ["x", 3], torch.tensor(1.0)])
-        == set()
-    )
+def test_problems_base_is_the_public_api_under_its_old_name():
+    assert base.__all__ == evoquant.api.__all__
+    for name in evoquant.api.__all__:
+        assert getattr(base, name) is getattr(evoquant.api, name), name
