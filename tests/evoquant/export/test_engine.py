@@ -1,11 +1,10 @@
-"""Engine precisions read back from the inspector, latency statistics, and the GPU-only commands."""
+"""Engine precisions read back from the inspector, and engines built (GPU only)."""
 
 import json
 
 import pytest
 
 from evoquant.errors import UserError
-from evoquant.export.bench import bench_engine, latency_stats
 from evoquant.export.engine import (
     NOT_FOUND,
     build_engine,
@@ -91,34 +90,13 @@ def test_engine_differences_list_layers_the_engine_runs_otherwise():
     ]
 
 
-def test_latency_statistics():
-    stats = latency_stats([float(t) for t in range(1, 101)])
-    assert stats["mean_ms"] == pytest.approx(50.5)
-    assert stats["p50_ms"] == pytest.approx(50.5)
-    assert stats["p99_ms"] == pytest.approx(99.01)
-    assert (stats["min_ms"], stats["max_ms"]) == (1.0, 100.0)
-    with pytest.raises(ValueError):
-        latency_stats([])
-
-
 @pytest.mark.skipif(MISSING is None, reason="TensorRT and a GPU are present")
 def test_without_tensorrt_engines_are_a_one_line_user_error(tmp_path):
     with pytest.raises(UserError, match="TensorRT engines need") as error:
         require_tensorrt()
     assert "\n" not in str(error.value)
-    engine = tmp_path / "x.engine"
-    engine.write_bytes(b"")
     with pytest.raises(UserError, match="TensorRT engines need"):
-        bench_engine(engine)
-    with pytest.raises(UserError, match="TensorRT engines need"):
-        build_engine(tmp_path / "x.onnx", engine)
-
-
-def test_bench_refuses_bad_arguments(tmp_path):
-    with pytest.raises(UserError, match="--runs"):
-        bench_engine(tmp_path / "x.engine", runs=0)
-    with pytest.raises(UserError, match="not found"):
-        bench_engine(tmp_path / "absent.engine")
+        build_engine(tmp_path / "x.onnx", tmp_path / "x.engine")
 
 
 @needs_gpu
@@ -130,12 +108,3 @@ def test_engine_of_the_digits_export_runs_what_the_graph_says(digits_run, tmp_pa
     assert report["parts"][0]["latency"]["p50_ms"] > 0
     print(json.dumps(report["engine_differences"], indent=1))
     assert all(row.get("engine_precision") for row in report["layers"])
-
-
-@needs_gpu
-def test_bench_engine_times_an_engine(digits_run, tmp_path):
-    from evoquant.export.run import export_run
-
-    export_run(digits_run, "min-error:8b", tmp_path, build_engines=True)
-    result = bench_engine(tmp_path / "model.engine", runs=20, warmup=5)
-    assert result["runs"] == 20 and result["p99_ms"] >= result["p50_ms"] > 0
