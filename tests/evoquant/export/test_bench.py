@@ -12,19 +12,7 @@ import pytest
 from evoquant.errors import UserError
 from evoquant.export import bench
 from evoquant.export.bench import bench_engine, latency_stats
-from evoquant.export.engine import require_tensorrt
-
-
-def _tensorrt_missing() -> str | None:
-    try:
-        require_tensorrt()
-    except UserError as error:
-        return str(error)
-    return None
-
-
-MISSING = _tensorrt_missing()
-needs_gpu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+from tests.evoquant.export.tensorrt_presence import needs_gpu, without_tensorrt
 
 
 def test_latency_statistics():
@@ -44,7 +32,7 @@ def test_bench_refuses_bad_arguments(tmp_path):
         bench_engine(tmp_path / "absent.engine")
 
 
-@pytest.mark.skipif(MISSING is None, reason="TensorRT and a GPU are present")
+@without_tensorrt
 def test_without_tensorrt_bench_is_a_one_line_user_error(tmp_path):
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"")

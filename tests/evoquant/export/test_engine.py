@@ -12,18 +12,7 @@ from evoquant.export.engine import (
     engine_precision,
     require_tensorrt,
 )
-
-
-def _tensorrt_missing() -> str | None:
-    try:
-        require_tensorrt()
-    except UserError as error:
-        return str(error)
-    return None
-
-
-MISSING = _tensorrt_missing()
-needs_gpu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+from tests.evoquant.export.tensorrt_presence import needs_gpu, without_tensorrt
 
 
 def _io(datatype: str) -> list[dict]:
@@ -90,7 +79,7 @@ def test_engine_differences_list_layers_the_engine_runs_otherwise():
     ]
 
 
-@pytest.mark.skipif(MISSING is None, reason="TensorRT and a GPU are present")
+@without_tensorrt
 def test_without_tensorrt_engines_are_a_one_line_user_error(tmp_path):
     with pytest.raises(UserError, match="TensorRT engines need") as error:
         require_tensorrt()

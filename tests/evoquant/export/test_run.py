@@ -11,7 +11,6 @@ from evoquant import targets as support
 from evoquant.archive import Archive
 from evoquant.cli import main
 from evoquant.errors import UserError
-from evoquant.export.engine import require_tensorrt
 from evoquant.export.parts import capture_calls, resolve_parts
 from evoquant.export.plan import LayerPlan, plan_layers
 from evoquant.export.run import export_genome, trace_parts
@@ -22,6 +21,7 @@ from evoquant.quant.table import QuantTable
 from evoquant.rundir import read_run_config
 from evoquant.space import SearchSpace, layer_weight_shapes
 from problems.registry import build_problem
+from tests.evoquant.export.tensorrt_presence import without_tensorrt
 
 DEPLOYABLE = [(4, 16), (8, 8), (16, 16)]
 
@@ -37,14 +37,6 @@ def _restore_logging():
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
-
-
-def _tensorrt_missing() -> str | None:
-    try:
-        require_tensorrt()
-    except UserError as error:
-        return str(error)
-    return None
 
 
 def _weights(run_dir) -> dict:
@@ -199,9 +191,7 @@ def test_a_run_without_a_finished_generation_has_nothing_to_export(
     _fails(["export", str(tmp_path / "nothing")], capsys, "nothing does not exist")
 
 
-@pytest.mark.skipif(
-    _tensorrt_missing() is None, reason="TensorRT and a GPU are present"
-)
+@without_tensorrt
 def test_engine_commands_without_tensorrt_fail_in_one_line(
     digits_run, tmp_path, capsys
 ):
