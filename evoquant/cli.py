@@ -352,6 +352,7 @@ def status(args: argparse.Namespace) -> None:
 
 def plot(args: argparse.Namespace) -> None:
     from evoquant.archive import Archive
+    from evoquant.report.front import stored_configs
     from evoquant.report.run import RunReport
     from evoquant.rundir import ARCHIVE_FILE, PLOTS_DIR, RunDir
 
@@ -360,8 +361,11 @@ def plot(args: argparse.Namespace) -> None:
     require_writable(run_dir, "plot")
     owner = (record.run_id, record.scoring_digest)
     archive = Archive(run_dir / ARCHIVE_FILE, owner=owner, read_only=True)
+    known = stored_configs(run_dir, record.genes)
     try:
-        count = RunReport(run_dir, archive, record).redraw()
+        count = RunReport(
+            run_dir, archive, record, lambda bits: known[tuple(bits)]
+        ).redraw()
     finally:
         archive.close()
     if count == 0:

@@ -58,7 +58,8 @@ def genome_configs(
 
 def _resolve_genes(point: Mapping[str, Any], space: SearchSpace) -> list[BitConfig]:
     """For fronts without ``configs``: run dirs written before front.json carried them,
-    and fronts redrawn by ``evoquant plot``, which builds no search space."""
+    and a front ``evoquant plot`` redrew without an earlier ``front.json`` to keep them
+    from (it builds no search space)."""
     bits = point["bits"]
     missing = [name for name in space.gene_names if name not in bits]
     if missing or len(bits) != space.n_genes:

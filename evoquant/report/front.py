@@ -218,6 +218,24 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
+def stored_configs(
+    run_dir: str | os.PathLike[str], gene_names: Sequence[str]
+) -> dict[tuple[int, ...], list[tuple[int, int]]]:
+    """What each genome of the run dir's ``front.json`` resolved to, by genome (gene
+    order): ``evoquant plot`` builds no search space and keeps these. Empty when the
+    file is missing, unreadable or has no ``configs``."""
+    try:
+        points = json.loads((Path(run_dir) / FRONT_JSON).read_text())["points"]
+        return {
+            tuple(int(p["bits"][g]) for g in gene_names): [
+                (int(w), int(a)) for w, a in p["configs"].values()
+            ]
+            for p in points
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def write_front(
     run_dir: str | os.PathLike[str],
     front: Sequence[Point],
@@ -233,8 +251,7 @@ def write_front(
     "bits": {gene: bits}, "configs": {layer: [weight bits, activation bits]}}``, keyed
     by gene and layer names so it stays readable without the search space.
     ``configs`` (one mapping per point) is what each genome resolved to in the search;
-    export deploys it as it is. Without it (``evoquant plot`` builds no search space)
-    points have no ``configs``.
+    export deploys it as it is. Without it points have no ``configs``.
     """
     run_dir = Path(run_dir)
     _check_bits(front, layer_names)

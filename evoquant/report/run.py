@@ -229,11 +229,16 @@ class RunReport:
         )
 
     def _configs(self, front: Sequence[dict]) -> list[dict[str, BitConfig]] | None:
+        """Each front point's per-layer configs; None where one cannot be resolved
+        (a genome ``plot`` finds in no earlier ``front.json``)."""
         if self.to_configs is None:
             return None
-        return [
-            dict(zip(self.record.layers, self.to_configs(p["bits"]))) for p in front
-        ]
+        try:
+            return [
+                dict(zip(self.record.layers, self.to_configs(p["bits"]))) for p in front
+            ]
+        except KeyError:
+            return None
 
     def _counts(self, archived: Archived, generation: int) -> dict[str, int]:
         """How many genomes the search asked for up to ``generation``, how many were

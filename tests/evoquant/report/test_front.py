@@ -10,6 +10,7 @@ from evoquant.report.front import (
     column_label,
     knee_point,
     pareto_front,
+    stored_configs,
     successful,
     write_front,
 )
@@ -181,6 +182,25 @@ def test_write_front_puts_each_points_configs_beside_its_genes(
     assert not any("configs" in p for p in json.loads(json_path.read_text())["points"])
     with pytest.raises(ValueError, match="3 configs for 4 front points"):
         write_front(tmp_path, uniform_points, layer_names, 0, configs[:3])
+
+
+def test_stored_configs_read_back_what_write_front_wrote(
+    tmp_path, layer_names, uniform_points
+):
+    assert stored_configs(tmp_path, layer_names) == {}  # no front.json yet
+    configs = [
+        {name: (b, 16 if b > 8 else 8) for name, b in zip(layer_names, p["bits"])}
+        for p in uniform_points
+    ]
+    write_front(tmp_path, uniform_points, layer_names, 0, configs)
+    known = stored_configs(tmp_path, layer_names)
+    assert known == {
+        tuple(p["bits"]): list(c.values()) for p, c in zip(uniform_points, configs)
+    }
+    write_front(tmp_path, uniform_points, layer_names, 0)  # a front without configs
+    assert stored_configs(tmp_path, layer_names) == {}
+    (tmp_path / "front.json").write_text("{not json")
+    assert stored_configs(tmp_path, layer_names) == {}
 
 
 def test_write_front_rejects_wrong_genome_length(tmp_path, layer_names, make_point):
