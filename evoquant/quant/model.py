@@ -26,7 +26,7 @@ from evoquant.errors import UserError
 from evoquant.quant.alpha import BitConfig
 from evoquant.quant.fakequant import QParams, fake_quantize
 from evoquant.quant.table import LayerEntry, QuantTable
-from evoquant.quant.traced import TensorQuantizer
+from evoquant.quant.traced import TensorQuantizer, compile_for_this_cpu
 
 Gene = int | BitConfig | None
 """Weight bits (the table's config with that weight width), an explicit (w, a), or None = FP32."""
@@ -154,9 +154,9 @@ class QuantizedModel:
         ]
         self._compiled_parts = [model.get_submodule(name) for name in parts if compiled]
         for part in self._compiled_parts:
-            part.forward = torch.compile(part.forward)
+            part.forward = compile_for_this_cpu(part.forward)
         self.runnable: nn.Module = (
-            torch.compile(model) if compiled and not parts else model
+            compile_for_this_cpu(model) if compiled and not parts else model
         )
         self._by_weight_bits = _unique_weight_widths(table.bit_configs)
         setattr(model, WRAPPED, True)

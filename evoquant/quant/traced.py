@@ -10,6 +10,8 @@ inductor fuses the quantize-dequantize into the kernels around it.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,3 +65,20 @@ class TensorQuantizer:
         q = (torch.clamp(torch.round(x / scale), low, high) * scale).to(x.dtype)
         q = torch.where(self.fp16, x.to(torch.float16).to(x.dtype), q)
         return torch.where(self.passthrough, x, q)
+
+
+def compile_for_this_cpu(fn: Callable) -> Callable:
+    """``torch.compile(fn)``, its kernels cached apart for each CPU capability.
+
+    Inductor's on-disk cache ignores ``ATEN_CPU_CAPABILITY``: measured on torch 2.14,
+    an AVX2 process that loaded the kernels an AVX-512 one had cached scored garbage,
+    and the other way round corrupted the heap. Each capability gets its own folder
+    under the cache (``TORCHINDUCTOR_CACHE_DIR`` or inductor's default).
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    folder = f"cpu_{torch.backends.cpu.get_cpu_capability().lower()}"
+    root = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    if os.path.basename(root) != folder:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(root, folder)
+    return torch.compile(fn)

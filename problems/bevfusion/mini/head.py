@@ -144,26 +144,14 @@ class TransFusionHead(nn.Module):
         fill = torch.cumsum(~valid, 1) - 1
         return torch.where(valid, forced, ranked.gather(1, fill.clamp(min=0)))
 
-    @torch.compiler.disable
-    def queries(
-        self, heatmap: Tensor, forced: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The proposals' flat indices, class labels and BEV cells.
-
-        Left out of ``torch.compile`` (``evaluator.compile``): under AVX2, the kernel
-        inductor made of it and the gathers after it failed its own bounds check
-        (an index outside the 32 x 32 grid), which AVX-512 and eager never did.
-        """
-        index = self.proposals(heatmap, forced)
-        cells = self.grid[0] * self.grid[1]
-        return index, index // cells, index % cells
-
     def forward(self, bev: Tensor, forced: Tensor | None = None) -> dict[str, Tensor]:
         """Per-query predictions (B x P x ...), plus the dense heatmap logits."""
         feat = self.shared_conv(bev)
         dense_heatmap = self.heatmap_head(feat)
         heatmap = dense_heatmap.detach().sigmoid()
-        index, labels, cell = self.queries(heatmap, forced)
+        index = self.proposals(heatmap, forced)
+        cells = self.grid[0] * self.grid[1]
+        labels, cell = index // cells, index % cells
         flat = feat.flatten(2)
         query = flat.gather(2, cell[:, None].expand(-1, flat.shape[1], -1))
         one_hot = F.one_hot(labels, self.num_classes).float()

@@ -1,3 +1,9 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,3 +44,25 @@ def test_a_half_precision_input_is_quantized_as_the_eager_path_does():
     out = TensorQuantizer.of(qp)(x)
     assert out.dtype == torch.float16
     assert torch.equal(out, fake_quantize(x, qp))
+
+
+@pytest.mark.slow
+def test_each_cpu_capability_compiles_its_own_kernels(tmp_path):
+    """Inductor's cache would hand one capability's kernels to another (garbage)."""
+    env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    script = Path(__file__).with_name("compiled_error.py")
+    for capability in (None, "default"):  # the machine's own, then the plain one
+        run_env = dict(env)
+        run_env.pop("ATEN_CPU_CAPABILITY", None)
+        if capability is not None:
+            run_env["ATEN_CPU_CAPABILITY"] = capability
+        out = subprocess.run(
+            [sys.executable, str(script), "[4, 4]"],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        errors = json.loads(out.strip().splitlines()[-1])
+        assert errors["True"] == pytest.approx(errors["False"], rel=1e-2)
+    assert {p.name for p in tmp_path.iterdir()} >= {"cpu_default"}
