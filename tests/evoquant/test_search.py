@@ -251,19 +251,26 @@ class CrashingEvaluator(SyntheticEvaluator):
             yield result
 
 
-@pytest.mark.parametrize("crash_generation", [0, 2])
-def test_a_crash_inside_a_generation_resumes_exactly(tmp_path, crash_generation):
-    config = make_config()
-    expected = straight_run(tmp_path / "straight", config)
+def crash_inside(run_dir, config, crash_generation):
+    """Run to ``crash_generation``, then crash after 5 results of the next one; returns
+    the space, the recorder and the crashed search."""
     space = SearchSpace.from_config(LAYERS, config)
     recorder = Recorder()
-    run_dir = tmp_path / "crashed"
     s = search(run_dir, config, recorder)
     s.run(generations=crash_generation)
     s.evaluator = CrashingEvaluator(space, after=5)
     with pytest.raises(KeyboardInterrupt):
         s.run()
     s.close()
+    return space, recorder, s
+
+
+@pytest.mark.parametrize("crash_generation", [0, 2])
+def test_a_crash_inside_a_generation_resumes_exactly(tmp_path, crash_generation):
+    config = make_config()
+    expected = straight_run(tmp_path / "straight", config)
+    run_dir = tmp_path / "crashed"
+    space, recorder, s = crash_inside(run_dir, config, crash_generation)
 
     evaluator = SyntheticEvaluator(space)
     resumed = search(run_dir, config, recorder, evaluator, resume=True)
@@ -458,15 +465,8 @@ def test_seeded_and_screened_search_resumes_exactly(tmp_path, crash_generation):
     resumed: the same populations and the same archive as an uninterrupted run."""
     config = make_config(**SEEDED)
     expected = straight_run(tmp_path / "straight", config)
-    space = SearchSpace.from_config(LAYERS, config)
-    recorder = Recorder()
     run_dir = tmp_path / "crashed"
-    s = search(run_dir, config, recorder)
-    s.run(generations=crash_generation)
-    s.evaluator = CrashingEvaluator(space, after=5)
-    with pytest.raises(KeyboardInterrupt):
-        s.run()
-    s.close()
+    _, recorder, _ = crash_inside(run_dir, config, crash_generation)
     resumed = search(run_dir, config, recorder, resume=True)
     resumed.run()
     resumed.close()
